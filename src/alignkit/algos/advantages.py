@@ -1,0 +1,251 @@
+"""Advantage estimators for online RL, behind one signature and a registry.
+
+Every estimator is ``fn(inp: AdvantageInput) -> (advantages, returns)``, both ``(batch, seq)``,
+zero on positions where ``mask`` is false, and free of autograd history. Group estimators take
+``group_ids`` (samples of one prompt share an id; groups may have any size and need not be
+contiguous) and are vectorised with ``torch.unique(return_inverse=True)`` + ``index_add``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from alignkit.algos.aggregate import masked_mean
+
+
+@dataclass(frozen=True, eq=False)
+class AdvantageInput:
+    """What the estimators read.
+
+    rewards: ``(batch,)`` final sequence-level reward.
+    mask: ``(batch, seq)`` bool/float, true on the response tokens that act (the MDP's actions).
+    group_ids: ``(batch,)`` long, prompt id of each sample (group estimators only).
+    values: ``(batch, seq)`` critic values V(s_t) (``gae`` only).
+    token_rewards: ``(batch, seq)`` per-token shaping (e.g. ``-beta * KL``) added to the sequence
+        reward, which sits on the last masked token (token-level estimators only).
+    gamma, lam: discount and GAE lambda. eps: added to standard deviations before dividing.
+    """
+
+    rewards: Tensor
+    mask: Tensor
+    group_ids: Tensor | None = None
+    values: Tensor | None = None
+    token_rewards: Tensor | None = None
+    gamma: float = 1.0
+    lam: float = 1.0
+    eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if self.mask.dim() != 2 or self.rewards.shape != self.mask.shape[:1]:
+            shapes = f"{tuple(self.rewards.shape)}, {tuple(self.mask.shape)}"
+            raise ValueError(f"need rewards (batch,) and mask (batch, seq); got {shapes}")
+        for name in ("values", "token_rewards"):
+            t = getattr(self, name)
+            if t is not None and t.shape != self.mask.shape:
+                raise ValueError(f"{name} must be (batch, seq) like mask; got {tuple(t.shape)}")
+        if self.group_ids is not None and self.group_ids.shape != self.rewards.shape:
+            raise ValueError(f"group_ids must be (batch,); got {tuple(self.group_ids.shape)}")
+
+
+Estimator = Callable[[AdvantageInput], tuple[Tensor, Tensor]]
+
+
+def _float(x: Tensor) -> Tensor:
+    x = x.detach()
+    return x if x.is_floating_point() else x.float()
+
+
+def _token_level_rewards(rewards: Tensor, mask: Tensor, token_rewards: Tensor | None) -> Tensor:
+    """``(batch, seq)``: ``token_rewards`` on masked tokens plus the sequence reward on the last one."""
+    m = mask.bool()
+    out = torch.zeros(m.shape, dtype=rewards.dtype, device=m.device)
+    if token_rewards is not None:
+        out = torch.where(m, _float(token_rewards).to(out.dtype), out)
+    positions = torch.arange(m.shape[1], device=m.device).expand_as(m)
+    last = torch.where(m, positions, -1).amax(-1)
+    # A row with no masked token (padding) gets no reward rather than one on a random position.
+    has_tokens = (last >= 0).to(rewards.dtype)
+    return out.scatter_add(-1, last.clamp(min=0)[:, None], (rewards * has_tokens)[:, None])
+
+
+def _masked_first(m: Tensor) -> Tensor:
+    """Per-row permutation that moves the masked positions, in order, to the front."""
+    return torch.argsort((~m).to(torch.uint8), dim=-1, stable=True)
+
+
+def _reverse_discounted_cumsum(x: Tensor, coef: float) -> Tensor:
+    """``y_t = sum_{k>=t} coef**(k-t) * x_k`` along the last dim, in log2(seq) vectorised steps.
+
+    Hillis-Steele scan: after the step with shift ``d`` each ``y_t`` holds the first ``2d`` terms.
+    It stops once ``coef**d`` underflows the dtype: the terms left are below its resolution, and
+    multiplying by subnormals would only make the CPU crawl.
+    """
+    y, shift, power = x, 1, coef
+    tiny = torch.finfo(x.dtype).tiny
+    while shift < x.shape[-1] and power >= tiny:
+        y = y + power * F.pad(y[..., shift:], (0, shift))
+        power, shift = power * power, shift * 2
+    return y
+
+
+def _next_masked(x: Tensor, m: Tensor) -> Tensor:
+    """``x`` at the next masked position of the same row (0 after the last one), shape of ``x``."""
+    order = _masked_first(m)
+    compact = torch.where(m.gather(-1, order), x.gather(-1, order), 0.0)
+    return torch.zeros_like(x).scatter(-1, order, F.pad(compact[..., 1:], (0, 1)))
+
+
+def _masked_reverse_scan(x: Tensor, m: Tensor, coef: float) -> Tensor:
+    """Discounted reverse cumsum over the masked positions only: unmasked ones are skipped (as if
+    removed, e.g. tool output inside a multi-turn response) and come out as 0."""
+    order = _masked_first(m)
+    compact = torch.where(m.gather(-1, order), x.gather(-1, order), 0.0)
+    scanned = _reverse_discounted_cumsum(compact, coef)
+    return torch.where(m, torch.zeros_like(x).scatter(-1, order, scanned), 0.0)
+
+
+def _whiten(x: Tensor, mask: Tensor, eps: float) -> Tensor:
+    """(x - mean) / (std + eps) with mean and population std over all masked tokens of the batch."""
+    mean = masked_mean(x, mask)
+    std = masked_mean((x - mean).square(), mask).sqrt()
+    return torch.where(mask.bool(), (x - mean) / (std + eps), 0.0)
+
+
+def _group_stats(rewards: Tensor, group_ids: Tensor | None, name: str) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-sample ``(group mean, unbiased group std, group size)``; a group of one has std 0."""
+    if group_ids is None:
+        raise ValueError(f"advantage estimator {name!r} needs group_ids")
+    unique_ids, inverse = torch.unique(group_ids, return_inverse=True)
+    zeros = torch.zeros(unique_ids.numel(), dtype=rewards.dtype, device=rewards.device)
+    size = zeros.index_add(0, inverse, torch.ones_like(rewards))
+    mean = zeros.index_add(0, inverse, rewards) / size
+    sq_dev = zeros.index_add(0, inverse, (rewards - mean[inverse]).square())
+    std = (sq_dev / (size - 1).clamp(min=1)).sqrt()
+    return mean[inverse], std[inverse], size[inverse]
+
+
+def _sequence_level(inp: AdvantageInput, name: str, adv: Tensor) -> tuple[Tensor, Tensor]:
+    """Broadcast a ``(batch,)`` advantage over the masked tokens; returns = advantages."""
+    if inp.token_rewards is not None:
+        # Silently dropping per-token rewards would change the objective: the KL goes in the loss here.
+        raise ValueError(f"{name!r} is sequence-level and cannot use token_rewards")
+    tok = torch.where(inp.mask.bool(), adv[:, None], 0.0)
+    return tok, tok
+
+
+def gae(inp: AdvantageInput) -> tuple[Tensor, Tensor]:
+    """Generalised advantage estimation (Schulman et al. 2016, arXiv:1506.02438, eq. 16), for PPO.
+
+    Per-token reward ``r_t`` = ``token_rewards`` plus the sequence reward on the last masked token;
+    ``delta_t = r_t + gamma * V_{t+1} - V_t`` and ``A_t = sum_l (gamma*lam)**l * delta_{t+l}``, where
+    ``t+1`` is the next *masked* position (unmasked ones are skipped) and V after the last one is 0
+    (the response ends the episode). ``returns = A + V`` (the critic's target). Shapes
+    ``(batch, seq)``. Computed with a log-depth scan; :func:`gae_reference` is the plain loop it is
+    tested against.
+    """
+    if inp.values is None:
+        raise ValueError("advantage estimator 'gae' needs values")
+    m = inp.mask.bool()
+    rewards, values = _float(inp.rewards), _float(inp.values)
+    dtype = torch.promote_types(rewards.dtype, values.dtype)
+    rewards, values = rewards.to(dtype), values.to(dtype)
+    r = _token_level_rewards(rewards, m, inp.token_rewards)
+    delta = r + inp.gamma * _next_masked(values, m) - values
+    adv = _masked_reverse_scan(delta, m, inp.gamma * inp.lam)
+    return adv, torch.where(m, adv + values, 0.0)
+
+
+def gae_reference(inp: AdvantageInput) -> tuple[Tensor, Tensor]:
+    """Plain-loop GAE with the same conventions as :func:`gae`; slow, for tests only."""
+    if inp.values is None:
+        raise ValueError("gae_reference needs values")
+    batch, _ = inp.mask.shape
+    adv = torch.zeros(inp.mask.shape, dtype=torch.float64)
+    for b in range(batch):
+        idx = [t for t in range(inp.mask.shape[1]) if bool(inp.mask[b, t])]
+        if not idx:
+            continue
+        rew = [float(inp.token_rewards[b, t]) if inp.token_rewards is not None else 0.0 for t in idx]
+        rew[-1] += float(inp.rewards[b])
+        running = 0.0
+        for j in reversed(range(len(idx))):
+            v_next = float(inp.values[b, idx[j + 1]]) if j + 1 < len(idx) else 0.0
+            delta = rew[j] + inp.gamma * v_next - float(inp.values[b, idx[j]])
+            running = delta + inp.gamma * inp.lam * running
+            adv[b, idx[j]] = running
+    returns = torch.where(inp.mask.bool(), adv + inp.values.double(), 0.0)
+    return adv, returns
+
+
+def grpo(inp: AdvantageInput) -> tuple[Tensor, Tensor]:
+    """GRPO outcome advantage (Shao et al. 2024, arXiv:2402.03300, Sec. 4.1.2):
+    ``(r - group mean) / (group std + eps)`` on every masked token.
+
+    The std is the sample (unbiased, n-1) std, as ``torch.std`` in TRL's GRPOTrainer; a group of one
+    gets advantage 0. Sequence-level: ``returns`` = ``advantages``.
+    """
+    r = _float(inp.rewards)
+    mean, std, _ = _group_stats(r, inp.group_ids, "grpo")
+    return _sequence_level(inp, "grpo", (r - mean) / (std + inp.eps))
+
+
+def dr_grpo(inp: AdvantageInput) -> tuple[Tensor, Tensor]:
+    """Dr. GRPO advantage (Liu et al. 2025, arXiv:2503.20783, Fig. 1): ``r - group mean``, no std
+    division. Sequence-level: ``returns`` = ``advantages``."""
+    r = _float(inp.rewards)
+    mean, _, _ = _group_stats(r, inp.group_ids, "dr_grpo")
+    return _sequence_level(inp, "dr_grpo", r - mean)
+
+
+def rloo(inp: AdvantageInput) -> tuple[Tensor, Tensor]:
+    """REINFORCE leave-one-out (Ahmadian et al. 2024, arXiv:2402.14740, the RLOO estimator, after
+    Kool et al. 2019): ``r_i - mean_{j != i} r_j``, which equals ``k / (k - 1) * (r_i - group mean)``
+    for a group of size ``k``; a group of one has no baseline and gets 0. Sequence-level:
+    ``returns`` = ``advantages``.
+    """
+    r = _float(inp.rewards)
+    mean, _, size = _group_stats(r, inp.group_ids, "rloo")
+    scale = torch.where(size > 1, size / (size - 1).clamp(min=1), 0.0)
+    return _sequence_level(inp, "rloo", scale * (r - mean))
+
+
+def _reinforce_pp(inp: AdvantageInput, rewards: Tensor) -> tuple[Tensor, Tensor]:
+    """Return-to-go of the token rewards, then whitened over all masked tokens of the batch."""
+    m = inp.mask.bool()
+    returns = _masked_reverse_scan(_token_level_rewards(rewards, m, inp.token_rewards), m, inp.gamma)
+    return _whiten(returns, inp.mask, inp.eps), returns
+
+
+def reinforce(inp: AdvantageInput) -> tuple[Tensor, Tensor]:
+    """REINFORCE++ (Hu et al. 2025, arXiv:2501.03262 v9, Sec. 3), for token-level rewards.
+
+    Token rewards (sequence reward on the last masked token + ``token_rewards``, e.g. the per-token
+    KL penalty), return-to-go ``G_t = sum_{k>=t} gamma**(k-t) r_k`` over masked tokens, then global
+    batch normalisation ``(G - mean) / (std + eps)`` with mean and population std over all masked
+    tokens of the batch. ``returns`` = ``G`` before normalisation.
+    """
+    return _reinforce_pp(inp, _float(inp.rewards))
+
+
+def reinforce_baseline(inp: AdvantageInput) -> tuple[Tensor, Tensor]:
+    """REINFORCE++ w/ baseline (Hu et al. 2025, arXiv:2501.03262 v9, Sec. 3): the sequence reward
+    minus its group mean, then exactly :func:`reinforce` (token rewards, return-to-go, global
+    normalisation). ``returns`` = the return-to-go before normalisation."""
+    r = _float(inp.rewards)
+    mean, _, _ = _group_stats(r, inp.group_ids, "reinforce_baseline")
+    return _reinforce_pp(inp, r - mean)
+
+
+ADVANTAGE_ESTIMATORS: dict[str, Estimator] = {
+    "gae": gae,
+    "grpo": grpo,
+    "dr_grpo": dr_grpo,
+    "rloo": rloo,
+    "reinforce": reinforce,
+    "reinforce_baseline": reinforce_baseline,
+}

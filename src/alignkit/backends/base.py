@@ -1,0 +1,33 @@
+"""The training-backend protocol: every backend (torch, FSDP2, DeepSpeed) exposes these calls.
+
+A backend never sees an algorithm: it gets a batch and a loss function, runs forward and backward,
+steps the optimizer, and saves or loads its state. Trainers and workers depend on this protocol only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import torch
+
+LossFn = Callable[[torch.nn.Module, Any], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+class TrainBackend(Protocol):
+    model: torch.nn.Module
+    device: torch.device
+
+    def forward_backward(self, batch: Any, loss_fn: LossFn) -> dict[str, float]:
+        """Run loss_fn(model, batch), back-propagate, accumulate gradients; returns the loss metrics."""
+
+    def step(self) -> dict[str, float]:
+        """Clip, step the optimizer and scheduler, zero gradients; returns grad_norm and lr."""
+
+    def evaluate(self, batch: Any, loss_fn: LossFn) -> dict[str, float]:
+        """loss_fn under no_grad in eval mode; returns its metrics."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Optimizer and scheduler state for exact resume."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...

@@ -1,0 +1,89 @@
+"""Plain torch training on one device: AdamW, cosine schedule with warm-up, gradient clipping and
+accumulation. The reference backend that FSDP2 and DeepSpeed must match."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+from alignkit.backends.base import LossFn
+from alignkit.errors import AlignkitError
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """What the backend needs of the training config (kept separate so roles can differ)."""
+
+    lr: float
+    total_steps: int
+    warmup_steps: int
+    min_lr_ratio: float
+    weight_decay: float
+    betas: tuple[float, float]
+    eps: float
+    max_grad_norm: float
+
+
+def _metrics(m: dict[str, torch.Tensor]) -> dict[str, float]:
+    return {k: float(v) for k, v in m.items()}
+
+
+class TorchBackend:
+    """One model, one device, one optimizer."""
+
+    def __init__(self, model: torch.nn.Module, optim: OptimConfig, device: torch.device):
+        self.model = model
+        self.device = device
+        self.optim_cfg = optim
+        params = [p for p in model.parameters() if p.requires_grad]
+        # No weight decay on biases and norms, as in most LM training recipes.
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=optim.lr,
+            betas=optim.betas,
+            eps=optim.eps,
+            foreach=True,
+        )
+        self.scheduler = get_cosine_with_min_lr_schedule_with_warmup(
+            self.optimizer,
+            num_warmup_steps=optim.warmup_steps,
+            num_training_steps=max(optim.total_steps, 1),
+            min_lr_rate=optim.min_lr_ratio,
+        )
+
+    def forward_backward(self, batch: Any, loss_fn: LossFn) -> dict[str, float]:
+        self.model.train()
+        loss, metrics = loss_fn(self.model, batch)
+        if not torch.isfinite(loss):
+            raise AlignkitError(f"the loss is {float(loss)}; lower --train.lr or check the data")
+        loss.backward()
+        return _metrics(metrics) | {"loss": float(loss.detach())}
+
+    def step(self) -> dict[str, float]:
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        max_norm = self.optim_cfg.max_grad_norm if self.optim_cfg.max_grad_norm > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return {"grad_norm": float(grad_norm), "lr": lr}
+
+    @torch.no_grad()
+    def evaluate(self, batch: Any, loss_fn: LossFn) -> dict[str, float]:
+        self.model.eval()
+        loss, metrics = loss_fn(self.model, batch)
+        return _metrics(metrics) | {"loss": float(loss)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])

@@ -1,0 +1,1 @@
+"""Atomic checkpoints with exact resume (state.py) and Hugging Face export (export.py)."""

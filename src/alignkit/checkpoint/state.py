@@ -1,0 +1,100 @@
+"""Checkpoints for exact resume: trainable weights, optimizer, scheduler, RNG states, data position.
+
+Layout of `checkpoints/step_N/`: `weights.safetensors` (trainable parameters only: frozen weights never
+change, so the base model folder restores them), `trainer_state.pt` (optimizer, scheduler, RNG states,
+step and data position, plus anything the trainer adds, such as a KL controller's state).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from alignkit.checkpoint.atomic import atomic_dir
+from alignkit.errors import AlignkitError
+
+_STEP = re.compile(r"^step_(\d+)$")
+
+
+@dataclass
+class TrainerState:
+    """Where training stands; enough, with the weights and optimizer, to continue exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    sample_offset: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def trainable_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    # named_parameters() lists a tied parameter once, which safetensors requires.
+    return {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save_checkpoint(
+    ckpt_dir: Path, model: torch.nn.Module, backend_state: dict[str, Any], state: TrainerState, keep: int
+) -> Path:
+    path = ckpt_dir / f"step_{state.step}"
+    with atomic_dir(path) as tmp:
+        save_file(trainable_weights(model), str(tmp / "weights.safetensors"))
+        torch.save({"backend": backend_state, "rng": rng_state(), "trainer": asdict(state)}, tmp / "trainer_state.pt")
+    for old in list_checkpoints(ckpt_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def list_checkpoints(ckpt_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (temporary folders of an interrupted save are ignored)."""
+    if not ckpt_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := _STEP.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
+
+
+def resolve_resume(resume: str, ckpt_dir: Path) -> Path | None:
+    """'' -> None; 'latest'/'true' -> the newest checkpoint under ckpt_dir (None if there is none);
+    anything else is a checkpoint path that must exist."""
+    if not resume or resume.lower() in {"false", "no"}:
+        return None
+    if resume.lower() in {"latest", "true", "yes"}:
+        found = list_checkpoints(ckpt_dir)
+        return found[-1] if found else None
+    p = Path(resume)
+    if not (p / "trainer_state.pt").is_file():
+        raise AlignkitError(f"--resume {resume}: not a checkpoint folder (no trainer_state.pt)")
+    return p
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module) -> tuple[TrainerState, dict[str, Any]]:
+    """Restore weights and RNG states; returns the trainer state and the backend's state to load."""
+    weights = load_file(str(path / "weights.safetensors"))
+    missing = set(trainable_weights(model)) - set(weights)
+    if missing:
+        raise AlignkitError(f"checkpoint {path} does not match the model: missing {sorted(missing)[:3]}")
+    model.load_state_dict(weights, strict=False)
+    blob = torch.load(path / "trainer_state.pt", weights_only=False)
+    set_rng_state(blob["rng"])
+    return TrainerState(**blob["trainer"]), blob["backend"]

@@ -1,0 +1,132 @@
+"""`alignkit <command>`: one entry point for every job."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from alignkit.errors import AlignkitError
+
+USAGE = """usage: alignkit <command> [options]   (alignkit <command> --help for a command's options)
+
+commands:
+  init-tiny     build a tiny Llama model + tokenizer (with chat template) in Hugging Face format
+  data synth    write a synthetic verifiable task (arithmetic, sort, reverse) as JSON lines
+  sft           supervised fine-tuning
+  rm            reward-model training (Bradley-Terry)
+  plan          plan where each role runs on a cluster (cost model + search)
+  demo          the whole pipeline on embedded defaults, offline, on a CPU
+"""
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded at run time
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _parse(cls, argv: list[str], prog: str):
+    from alignkit.config.parse import parse_config
+
+    return parse_config(cls, argv, prog)
+
+
+def cmd_init_tiny(argv: list[str]) -> int:
+    from alignkit.config.schema import TinyModelConfig
+    from alignkit.models.tiny import build_tiny
+
+    out = build_tiny(_parse(TinyModelConfig, argv, "alignkit init-tiny"))
+    print(f"tiny model and tokenizer written to {out}")
+    return 0
+
+
+def cmd_data(argv: list[str]) -> int:
+    if not argv or argv[0] != "synth":
+        raise AlignkitError("usage: alignkit data synth --task arithmetic|sort|reverse --kind sft|prompt|pair|unpaired --n N --output F.jsonl")
+    from alignkit.config.schema import SynthConfig
+    from alignkit.data.synth import make_records, write_jsonl
+
+    cfg = _parse(SynthConfig, argv[1:], "alignkit data synth")
+    write_jsonl(make_records(cfg.task, cfg.kind, cfg.n, cfg.seed), cfg.output)
+    print(f"{cfg.n} {cfg.task} {cfg.kind} records written to {cfg.output}")
+    return 0
+
+
+def _report(name: str, metrics: dict[str, float], out: str) -> None:
+    keys = [k for k in ("loss", "accuracy", "eval_loss", "eval_accuracy", "tokens_per_s") if k in metrics]
+    print(f"{name} done: " + ", ".join(f"{k} {metrics[k]:.4g}" for k in keys) + f"; run directory {out}")
+
+
+def cmd_sft(argv: list[str]) -> int:
+    from alignkit.config.schema import SFTConfig
+    from alignkit.trainers.sft import run_sft
+
+    cfg = _parse(SFTConfig, argv, "alignkit sft")
+    _report("sft", run_sft(cfg), cfg.output_dir)
+    return 0
+
+
+def cmd_rm(argv: list[str]) -> int:
+    from alignkit.config.schema import RMConfig
+    from alignkit.trainers.reward_model import run_rm
+
+    cfg = _parse(RMConfig, argv, "alignkit rm")
+    _report("rm", run_rm(cfg), cfg.output_dir)
+    return 0
+
+
+def cmd_plan(argv: list[str]) -> int:
+    from alignkit.planner.command import main as plan_main
+
+    return plan_main(argv)
+
+
+def cmd_demo(argv: list[str]) -> int:
+    from alignkit.trainers.demo import DemoConfig, run_demo
+
+    run_demo(_parse(DemoConfig, argv, "alignkit demo"))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "init-tiny": cmd_init_tiny,
+    "data": cmd_data,
+    "sft": cmd_sft,
+    "rm": cmd_rm,
+    "plan": cmd_plan,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(USAGE)
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(COMMANDS), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        print(f"alignkit: unknown command '{name}'{hint}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="alignkit: %(message)s", stream=sys.stderr)
+    _quiet_libraries()
+    try:
+        return COMMANDS[name](rest)
+    except AlignkitError as e:
+        print(f"alignkit {name}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"alignkit {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Typed configs (schema.py), parsing (parse.py) and value checks (validate.py)."""

@@ -1,0 +1,141 @@
+"""Command line + YAML -> a frozen config dataclass, through jsonargparse.
+
+jsonargparse does the parsing (YAML via --config, dotted overrides, types, --help from the field
+docstrings). This module adds what users of the field expect on top: an unknown key names the
+closest valid one, a list flag takes several values (`--data.train_files a.jsonl b.jsonl`), and a
+bare `--resume` means "the newest checkpoint".
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
+
+from alignkit.errors import ConfigError
+
+set_parsing_settings(docstring_parse_attribute_docstrings=True)
+
+T = TypeVar("T")
+
+
+def flat_fields(cls: type, prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> type hint for every leaf field of a (nested) config dataclass."""
+    out: dict[str, Any] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        key = prefix + f.name
+        if dataclasses.is_dataclass(hint):
+            out.update(flat_fields(hint, key + "."))
+        else:
+            out[key] = hint
+    return out
+
+
+def _is_list(hint: Any) -> bool:
+    if typing.get_origin(hint) is list:
+        return True
+    return any(typing.get_origin(a) is list for a in typing.get_args(hint))
+
+
+def _suggest(key: str, valid: list[str], dashes: str = "") -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    return f"; did you mean '{dashes}{close[0]}'?" if close else ""
+
+
+def _normalise_argv(argv: list[str], fields: dict[str, Any]) -> list[str]:
+    """Join list values into one JSON token, turn a bare --resume into --resume latest, and reject
+    unknown flags with a suggestion (argparse alone would only say 'unrecognized arguments')."""
+    valid = list(fields) + ["config", "help", "print_config"]
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        i += 1
+        if not tok.startswith("--"):
+            out.append(tok)
+            continue
+        key, eq, inline = tok[2:].partition("=")
+        if key.endswith("+"):  # jsonargparse's append syntax
+            key = key[:-1]
+        if key not in valid:
+            prefixes = {k.split(".")[0] for k in fields}
+            if key not in prefixes:  # "--model CONFIG" loads a sub-config file
+                raise ConfigError(f"unknown option '--{key}'{_suggest(key, valid, '--')} (see --help)")
+        if key == "resume" and not eq and (i >= len(argv) or argv[i].startswith("--")):
+            out += ["--resume", "latest"]
+            continue
+        if key in fields and _is_list(fields[key]) and not eq:
+            values = []
+            while i < len(argv) and not argv[i].startswith("--"):
+                values.append(argv[i])
+                i += 1
+            if len(values) == 1 and values[0].startswith("["):
+                out += [tok, values[0]]
+            else:
+                out += [tok, json.dumps(values)]
+            continue
+        out.append(tok)
+    return out
+
+
+def _flatten_yaml(d: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            keys += _flatten_yaml(v, f"{prefix}{k}.")
+        else:
+            keys.append(f"{prefix}{k}")
+    return keys
+
+
+def _check_yaml(path: str, fields: dict[str, Any]) -> None:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
+    for key in _flatten_yaml(data):
+        if key not in fields:
+            raise ConfigError(f"{path}: unknown key '{key}'{_suggest(key, list(fields))}")
+
+
+def build_parser(cls: type, prog: str, description: str | None = None) -> ArgumentParser:
+    parser = ArgumentParser(prog=prog, description=description or (cls.__doc__ or "").strip(), exit_on_error=False)
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the fields below.")
+    parser.add_class_arguments(cls, nested_key=None, as_group=True)
+    return parser
+
+
+def parse_config(cls: type[T], argv: list[str], prog: str, description: str | None = None) -> T:
+    """Parse `argv` (YAML via --config, then dotted overrides) into a frozen `cls`."""
+    fields = flat_fields(cls)
+    argv = _normalise_argv(list(argv), fields)
+    for i, tok in enumerate(argv[:-1]):
+        if tok == "--config":
+            _check_yaml(argv[i + 1], fields)
+    parser = build_parser(cls, prog, description)
+    try:
+        ns = parser.parse_args(argv)
+    except argparse.ArgumentError as e:
+        raise ConfigError(" ".join(str(e).split())) from None
+    ns = parser.instantiate(ns)
+    top = {f.name: ns[f.name] for f in dataclasses.fields(cls)}
+    return cls(**top)
+
+
+def to_yaml(cfg: Any) -> str:
+    """The resolved config as YAML, loadable again with --config."""
+    return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)

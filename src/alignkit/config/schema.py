@@ -1,0 +1,228 @@
+"""Typed, frozen configuration for every component.
+
+Each field carries a one-line docstring: `alignkit <command> --help` shows it. Defaults follow common
+practice in the papers and peers (AdamW, cosine schedule with warm-up, clip 1.0); the demo and
+examples override what a tiny model needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """LoRA adapters through peft (rank 0 trains the full model)."""
+
+    rank: int = 0
+    """LoRA rank; 0 disables LoRA and trains every weight."""
+    alpha: float = 16.0
+    """LoRA scaling numerator (the update is scaled by alpha / rank)."""
+    dropout: float = 0.0
+    """Dropout on the LoRA input."""
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    """Module names that get adapters ('all-linear' for every linear layer)."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The model to train: a local Hugging Face folder."""
+
+    path: str = ""
+    """Local Hugging Face model folder (config.json + weights); its tokenizer is loaded from it too."""
+    tokenizer_path: str = ""
+    """Tokenizer folder when it differs from model.path."""
+    dtype: str = "float32"
+    """Parameter dtype: float32, bfloat16 or float16."""
+    attn_implementation: str = "sdpa"
+    """Attention kernel passed to transformers: sdpa, eager or flash_attention_2."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass to save memory."""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """LoRA settings."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the training data comes from and how it becomes tokens."""
+
+    train_files: list[str] = field(default_factory=list)
+    """One or more files (jsonl, json, parquet, csv) or `datasets` folders (folder:split picks a split)."""
+    train_weights: list[float] | None = None
+    """Mixing proportions, one per train file; None concatenates all records."""
+    eval_files: list[str] = field(default_factory=list)
+    """Held-out files for eval loss; empty uses eval_fraction of the training records."""
+    eval_fraction: float = 0.0
+    """Fraction of training records held out for eval when eval_files is empty."""
+    max_samples: int | None = None
+    """Use at most this many training records (after mixing)."""
+    max_length: int = 1024
+    """Longest sample in tokens; longer ones are cut from the right (end of the response) and counted."""
+    packing: bool = True
+    """Pack several samples into one row (no padding; attention never crosses samples)."""
+    chat_template: bool = False
+    """Render plain prompt/response records through the tokenizer's chat template (chat lists always are)."""
+    prompt_key: str = "prompt"
+    """Field holding the prompt (text or a chat list)."""
+    response_key: str = "response"
+    """Field holding the SFT response."""
+    messages_key: str = "messages"
+    """Field holding a chat list [{role, content}, ...]; the loss covers every assistant turn."""
+    chosen_key: str = "chosen"
+    """Field holding the preferred response of a pair."""
+    rejected_key: str = "rejected"
+    """Field holding the dispreferred response of a pair."""
+    margin_key: str = "margin"
+    """Optional field with a numeric preference margin (reward models)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation."""
+
+    max_steps: int = 0
+    """Optimizer steps; 0 means as many as `epochs` passes over the data take."""
+    epochs: int = 1
+    """Passes over the training data when max_steps is 0."""
+    batch_size: int = 16
+    """Samples (pairs for reward models) per optimizer step."""
+    micro_batch_size: int = 4
+    """Samples per forward/backward; batch_size / micro_batch_size steps of gradient accumulation."""
+    lr: float = 2e-5
+    """Peak learning rate (AdamW)."""
+    min_lr_ratio: float = 0.1
+    """The cosine schedule decays to lr * min_lr_ratio."""
+    warmup_ratio: float = 0.03
+    """Fraction of steps spent warming the learning rate up linearly from 0."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    """AdamW betas."""
+    adam_eps: float = 1e-8
+    """AdamW epsilon."""
+    max_grad_norm: float = 1.0
+    """Clip the global gradient norm to this (0 disables)."""
+    eval_steps: int = 0
+    """Evaluate every N steps (and at the end); 0 evaluates only at the end when there is eval data."""
+    device: str = "auto"
+    """cpu, cuda, cuda:N, or auto (cuda when available)."""
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """Checkpoints (exact resume) and the final Hugging Face export."""
+
+    save_steps: int = 0
+    """Save a checkpoint every N steps (0: only the final export)."""
+    keep: int = 2
+    """Keep the newest N checkpoints; older ones are deleted."""
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Metrics sinks and the progress bar."""
+
+    log_steps: int = 1
+    """Write a metrics line every N steps."""
+    tensorboard: bool = False
+    """Also write TensorBoard events to <output_dir>/tensorboard."""
+    wandb: bool = False
+    """Also log to Weights & Biases (pip install alignkit[wandb])."""
+    wandb_project: str = "alignkit"
+    """Weights & Biases project."""
+    wandb_mode: str = "offline"
+    """Weights & Biases mode: offline, online or disabled."""
+    progress: bool = True
+    """Show a progress bar on a terminal."""
+
+
+@dataclass(frozen=True)
+class RewardModelOptions:
+    """Reward-model objective."""
+
+    loss: str = "sigmoid"
+    """Bradley-Terry form: sigmoid (-log sigmoid(r_c - r_r - m)) or logexp (log(1 + exp(r_r - r_c + m)))."""
+    use_margin: bool = False
+    """Subtract each pair's margin field inside the loss (Llama 2 reward model)."""
+    normalize: bool = True
+    """Save reward mean/std over the training responses with the model, for normalised scoring."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Fields every training command shares."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The model."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """The data."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Optimisation."""
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    """Checkpoints."""
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    """Logging."""
+    output_dir: str = "runs/run"
+    """Run directory: config.yaml, metrics.jsonl, checkpoints/, final/."""
+    seed: int = 42
+    """Seed for data order, initialisation and sampling."""
+    resume: str = ""
+    """Resume: 'latest' (or a bare --resume) takes the newest checkpoint in output_dir; a path takes that one."""
+
+
+@dataclass(frozen=True)
+class SFTConfig(RunConfig):
+    """Supervised fine-tuning: next-token loss on responses only."""
+
+    output_dir: str = "runs/sft"
+    """Run directory: config.yaml, metrics.jsonl, checkpoints/, final/."""
+
+
+@dataclass(frozen=True)
+class RMConfig(RunConfig):
+    """Reward model: Bradley-Terry loss on preference pairs, scalar head at the last token."""
+
+    output_dir: str = "runs/rm"
+    """Run directory: config.yaml, metrics.jsonl, checkpoints/, final/."""
+    rm: RewardModelOptions = field(default_factory=RewardModelOptions)
+    """Reward-model objective."""
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """Build a tiny random Llama model and a locally trained tokenizer (with a chat template)."""
+
+    output: str = "runs/tiny"
+    """Folder to write the Hugging Face model and tokenizer to."""
+    hidden: int = 128
+    """Hidden size."""
+    layers: int = 2
+    """Transformer layers."""
+    heads: int = 4
+    """Attention heads."""
+    kv_heads: int = 2
+    """Key/value heads (grouped-query attention when fewer than heads)."""
+    intermediate: int = 0
+    """MLP size; 0 picks 8/3 * hidden rounded up to a multiple of 32, the Llama ratio."""
+    vocab: int = 512
+    """Tokenizer vocabulary size (byte-level BPE, digits split one per token)."""
+    max_position: int = 2048
+    """Longest sequence the model accepts."""
+    seed: int = 0
+    """Seed for the weights and the tokenizer corpus."""
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Write a synthetic verifiable task as JSON lines."""
+
+    task: str = "arithmetic"
+    """arithmetic (a+b=), sort (sort digits) or reverse (reverse letters)."""
+    kind: str = "sft"
+    """sft (prompt, response), prompt (prompt, label), pair (prompt, chosen, rejected) or unpaired (prompt, completion, label)."""
+    n: int = 1000
+    """Number of records."""
+    output: str = "data/synth.jsonl"
+    """Output .jsonl file."""
+    seed: int = 0
+    """Seed; the same seed writes the same file."""

@@ -1,0 +1,42 @@
+"""Value checks that types alone cannot express; each error names the flag."""
+
+from __future__ import annotations
+
+from alignkit.config.schema import RunConfig
+from alignkit.errors import ConfigError
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def validate_run(cfg: RunConfig) -> None:
+    t, d = cfg.train, cfg.data
+    if not cfg.model.path:
+        raise ConfigError("--model.path is required: a local Hugging Face model folder")
+    if not d.train_files:
+        raise ConfigError("--data.train_files is required: one or more data files")
+    if cfg.model.dtype not in DTYPES:
+        raise ConfigError(f"--model.dtype must be one of {', '.join(DTYPES)}, got '{cfg.model.dtype}'")
+    if t.batch_size < 1 or t.micro_batch_size < 1:
+        raise ConfigError("--train.batch_size and --train.micro_batch_size must be at least 1")
+    if t.batch_size % t.micro_batch_size:
+        raise ConfigError(
+            f"--train.batch_size ({t.batch_size}) must be a multiple of --train.micro_batch_size ({t.micro_batch_size})"
+        )
+    if t.lr <= 0:
+        raise ConfigError(f"--train.lr must be positive, got {t.lr}")
+    if not 0 <= t.warmup_ratio < 1:
+        raise ConfigError(f"--train.warmup_ratio must be in [0, 1), got {t.warmup_ratio}")
+    if len(t.adam_betas) != 2:
+        raise ConfigError(f"--train.adam_betas takes two numbers, got {t.adam_betas}")
+    if t.max_steps < 0 or t.epochs < 1:
+        raise ConfigError("--train.max_steps must be >= 0 and --train.epochs >= 1")
+    if d.max_length < 2:
+        raise ConfigError(f"--data.max_length must be at least 2, got {d.max_length}")
+    if not 0 <= d.eval_fraction < 1:
+        raise ConfigError(f"--data.eval_fraction must be in [0, 1), got {d.eval_fraction}")
+    if d.train_weights is not None and len(d.train_weights) != len(d.train_files):
+        raise ConfigError(
+            f"--data.train_weights has {len(d.train_weights)} values for {len(d.train_files)} train files"
+        )
+    if cfg.checkpoint.keep < 1:
+        raise ConfigError("--checkpoint.keep must be at least 1")

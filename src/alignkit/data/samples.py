@@ -1,0 +1,45 @@
+"""Typed samples that flow from tokenization into batching."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TokenizedSample:
+    """One sequence. `loss_mask[t] == 1` where token t is a training target (a response token)."""
+
+    input_ids: list[int]
+    loss_mask: list[int]
+    source: str
+
+
+@dataclass(frozen=True)
+class TokenizedPair:
+    """A preference pair: both sides share the prompt; `margin` is 0 unless the data gives one."""
+
+    chosen: TokenizedSample
+    rejected: TokenizedSample
+    margin: float
+    source: str
+
+
+@dataclass
+class TokenizeStats:
+    """What tokenization did to the data; logged once at the start of a run."""
+
+    records: int = 0
+    kept: int = 0
+    truncated: int = 0
+    dropped_empty_after_truncation: int = 0
+    skipped_identical_pairs: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "records": self.records,
+            "kept": self.kept,
+            "truncated": self.truncated,
+            "dropped_empty_after_truncation": self.dropped_empty_after_truncation,
+            "skipped_identical_pairs": self.skipped_identical_pairs,
+        }

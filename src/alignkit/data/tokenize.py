@@ -1,0 +1,115 @@
+"""Records -> token ids and loss masks, for SFT samples and preference pairs.
+
+Plain text: `prompt` is tokenized with the tokenizer's special tokens (BOS where it adds one), the
+response without, then EOS is appended; the loss covers the response and EOS. Chat (a `messages`
+list, a prompt given as a list, or `data.chat_template true`): the tokenizer's template renders the
+conversation and the loss covers every assistant turn (see data/chat.py).
+
+Truncation rule: a sample longer than `data.max_length` keeps its first `max_length` tokens (the end
+of the response is cut). A sample left with no response token is dropped. Both are counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from tqdm import tqdm
+
+from alignkit.config.schema import DataConfig
+from alignkit.data import fields
+from alignkit.data.chat import assistant_spans, tokenize_spans
+from alignkit.data.fields import Message
+from alignkit.data.readers import Record
+from alignkit.data.samples import TokenizedPair, TokenizedSample, TokenizeStats
+
+log = logging.getLogger("alignkit")
+
+
+def encode(
+    tokenizer, prompt: str | list[Message], response: str | list[Message], use_chat: bool, source: str
+) -> TokenizedSample:
+    """One prompt + response (text, or chat lists) -> ids and the response mask, untruncated."""
+    if isinstance(prompt, list) or isinstance(response, list) or use_chat:
+        head = prompt if isinstance(prompt, list) else ([{"role": "user", "content": prompt}] if prompt else [])
+        tail = response if isinstance(response, list) else [{"role": "assistant", "content": response}]
+        return encode_messages(tokenizer, head + tail, source)
+    p = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    r = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return TokenizedSample(list(p) + list(r), [0] * len(p) + [1] * len(r), source)
+
+
+def encode_messages(tokenizer, messages: list[Message], source: str) -> TokenizedSample:
+    text, spans = assistant_spans(tokenizer, messages, source)
+    ids, mask = tokenize_spans(tokenizer, text, spans)
+    return TokenizedSample(ids, mask, source)
+
+
+def truncate(sample: TokenizedSample, max_length: int, stats: TokenizeStats) -> TokenizedSample | None:
+    """Apply the truncation rule; None when no response token survives."""
+    if len(sample.input_ids) <= max_length:
+        return sample
+    stats.truncated += 1
+    mask = sample.loss_mask[:max_length]
+    if not any(mask):
+        stats.dropped_empty_after_truncation += 1
+        return None
+    return TokenizedSample(sample.input_ids[:max_length], mask, sample.source)
+
+
+def _progress(records: list[Record], desc: str) -> Iterable[Record]:
+    return tqdm(records, desc=desc, unit="rec", disable=None if len(records) > 5000 else True, leave=False)
+
+
+def sft_sample(rec: Record, tokenizer, cfg: DataConfig) -> TokenizedSample:
+    if cfg.messages_key in rec.data:
+        msgs = fields.messages_value(rec, cfg.messages_key, rec.data[cfg.messages_key])
+        return encode_messages(tokenizer, msgs, rec.source)
+    if cfg.prompt_key not in rec.data and cfg.response_key not in rec.data:
+        fields.require(rec, cfg.messages_key)  # names the chat field, the likelier intent
+    prompt = fields.text_or_messages(rec, cfg.prompt_key)
+    response = fields.text_field(rec, cfg.response_key)
+    return encode(tokenizer, prompt, response, cfg.chat_template, rec.source)
+
+
+def tokenize_sft(records: list[Record], tokenizer, cfg: DataConfig) -> tuple[list[TokenizedSample], TokenizeStats]:
+    stats = TokenizeStats(records=len(records))
+    out = []
+    for rec in _progress(records, "tokenize"):
+        s = truncate(sft_sample(rec, tokenizer, cfg), cfg.max_length, stats)
+        if s is not None:
+            out.append(s)
+    stats.kept = len(out)
+    return out, stats
+
+
+def pair_sample(rec: Record, tokenizer, cfg: DataConfig) -> TokenizedPair | None:
+    """A pair record -> both sides tokenized; None (counted by the caller) when chosen == rejected."""
+    chosen = fields.text_or_messages(rec, cfg.chosen_key)
+    rejected = fields.text_or_messages(rec, cfg.rejected_key)
+    # Chosen/rejected given as whole conversations carry their own prompt.
+    prompt = "" if isinstance(chosen, list) and cfg.prompt_key not in rec.data else fields.text_or_messages(rec, cfg.prompt_key)
+    if chosen == rejected:
+        return None
+    margin = fields.number_field(rec, cfg.margin_key, 0.0)
+    c = encode(tokenizer, prompt, chosen, cfg.chat_template, rec.source)
+    r = encode(tokenizer, prompt, rejected, cfg.chat_template, rec.source)
+    return TokenizedPair(c, r, margin, rec.source)
+
+
+def tokenize_pairs(records: list[Record], tokenizer, cfg: DataConfig) -> tuple[list[TokenizedPair], TokenizeStats]:
+    stats = TokenizeStats(records=len(records))
+    out = []
+    for rec in _progress(records, "tokenize"):
+        pair = pair_sample(rec, tokenizer, cfg)
+        if pair is None:
+            stats.skipped_identical_pairs += 1
+            log.warning("%s: chosen equals rejected; pair skipped", rec.source)
+            continue
+        c = truncate(pair.chosen, cfg.max_length, stats)
+        r = truncate(pair.rejected, cfg.max_length, stats)
+        if c is None or r is None:
+            continue
+        out.append(TokenizedPair(c, r, pair.margin, pair.source))
+    stats.kept = len(out)
+    return out, stats

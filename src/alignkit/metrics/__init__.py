@@ -1,0 +1,1 @@
+"""Metrics sinks (logger.py) and the progress display (progress.py)."""

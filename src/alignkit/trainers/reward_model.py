@@ -1,0 +1,99 @@
+"""Reward-model training: Bradley-Terry on preference pairs, a scalar head at each sample's last token."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from alignkit.algos.losses.reward import FORMS, bradley_terry_loss
+from alignkit.backends.base import LossFn
+from alignkit.backends.factory import build_backend
+from alignkit.checkpoint.export import export_hf
+from alignkit.config.schema import RMConfig
+from alignkit.config.validate import validate_run
+from alignkit.data.packing import PackedBatch, pack
+from alignkit.data.samples import TokenizedPair
+from alignkit.data.tokenize import tokenize_pairs
+from alignkit.errors import ConfigError
+from alignkit.models.forward import reward_scores
+from alignkit.models.load import load_reward_model, load_tokenizer
+from alignkit.trainers.loop import chunks, plan_steps, train_supervised
+from alignkit.trainers.run import load_records, start_run
+
+log = logging.getLogger("alignkit")
+
+REWARD_STATS_FILE = "reward_stats.json"
+
+
+@dataclass(frozen=True)
+class PairBatch:
+    """Chosen sides are samples 0..n-1 of `packed`, rejected sides n..2n-1."""
+
+    packed: PackedBatch
+    margin: torch.Tensor
+
+
+@dataclass(frozen=True)
+class RewardObjective:
+    pad_id: int
+    max_length: int
+    packing: bool
+    form: str
+    use_margin: bool
+    device: torch.device
+
+    def collate(self, pairs: Sequence[TokenizedPair]) -> PairBatch:
+        samples = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+        packed = pack(samples, self.pad_id, self.max_length, self.packing).to(self.device)
+        return PairBatch(packed, torch.tensor([p.margin for p in pairs], device=self.device))
+
+    def denominator(self, pairs: Sequence[TokenizedPair]) -> float:
+        return float(len(pairs))
+
+    def loss_fn(self, denom: float) -> LossFn:
+        def fn(model, batch: PairBatch):
+            scores = reward_scores(model, batch.packed)
+            n = batch.margin.shape[0]
+            margin = batch.margin if self.use_margin else None
+            return bradley_terry_loss(scores[:n], scores[n:], denom, margin, self.form)
+
+        return fn
+
+    def n_tokens(self, batch: PairBatch) -> int:
+        return batch.packed.n_tokens
+
+
+@torch.no_grad()
+def reward_statistics(model, objective: RewardObjective, pairs: Sequence[TokenizedPair], micro: int) -> dict[str, float]:
+    """Mean and std of the trained model's scores over every training response (chosen and rejected),
+    saved with the model so that online RL can score with normalised rewards."""
+    model.eval()
+    scores = torch.cat([reward_scores(model, objective.collate(part).packed) for part in chunks(pairs, micro)])
+    return {"mean": float(scores.mean()), "std": float(scores.std()), "count": int(scores.numel())}
+
+
+def run_rm(cfg: RMConfig) -> dict[str, float]:
+    validate_run(cfg)
+    if cfg.rm.loss not in FORMS:
+        raise ConfigError(f"--rm.loss must be one of {', '.join(FORMS)}, got '{cfg.rm.loss}'")
+    run = start_run(cfg)
+    tokenizer = load_tokenizer(cfg.model)
+    train_recs, eval_recs = load_records(cfg)
+    train, stats = tokenize_pairs(train_recs, tokenizer, cfg.data)
+    evals, _ = tokenize_pairs(eval_recs, tokenizer, cfg.data)
+    log.info("data: %s", stats.as_dict())
+    _, total = plan_steps(len(train), cfg.train.batch_size, cfg.train.max_steps, cfg.train.epochs)
+    model = load_reward_model(cfg.model, run.device)
+    backend = build_backend(model, cfg.train, total, run.device)
+    objective = RewardObjective(
+        tokenizer.pad_token_id, cfg.data.max_length, cfg.data.packing, cfg.rm.loss, cfg.rm.use_margin, run.device
+    )
+    last = train_supervised(run, backend, objective, train, evals, total)
+    extra = {"data_stats.json": stats.as_dict()}
+    if cfg.rm.normalize:
+        extra[REWARD_STATS_FILE] = reward_statistics(model, objective, train, cfg.train.micro_batch_size)
+    export_hf(model, tokenizer, run.dir / "final", extra)
+    return last | {f"data_{k}": v for k, v in stats.as_dict().items()}

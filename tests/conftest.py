@@ -1,0 +1,36 @@
+"""Shared fixtures: one tiny model + tokenizer per test session, built offline."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    slow = os.environ.get("ALIGNKIT_SLOW") == "1"
+    for item in items:
+        if "slow" in item.keywords and not slow:
+            item.add_marker(pytest.mark.skip(reason="slow: set ALIGNKIT_SLOW=1"))
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    from alignkit.config.schema import TinyModelConfig
+    from alignkit.models.tiny import build_tiny
+
+    return build_tiny(TinyModelConfig(output=str(tmp_path_factory.mktemp("tiny") / "model"), hidden=64, layers=2))
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tiny_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_dir)

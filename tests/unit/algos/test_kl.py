@@ -1,0 +1,80 @@
+"""KL estimators and controllers (alignkit.algos.kl)."""
+
+import math
+
+import pytest
+import torch
+
+from alignkit.algos.kl import AdaptiveKLController, FixedKLController, kl_estimate
+
+LOGP = torch.tensor([[-1.0, -2.0]], dtype=torch.float64)
+REF = torch.tensor([[-1.5, -0.5]], dtype=torch.float64)
+# x = ref - logp = [-0.5, 1.5]
+
+
+def test_k1_k2_k3_formulas():
+    """Schulman, "Approximating KL divergence" (2020): k1 = -x, k2 = x^2/2, k3 = e^x - x - 1."""
+    x = [-0.5, 1.5]
+    k1 = [0.5, -1.5]
+    k2 = [0.125, 1.125]
+    k3 = [math.exp(x[0]) - x[0] - 1, math.exp(x[1]) - x[1] - 1]  # 0.10653..., 1.98168...
+    torch.testing.assert_close(kl_estimate(LOGP, REF, "k1"), torch.tensor([k1], dtype=torch.float64))
+    torch.testing.assert_close(kl_estimate(LOGP, REF, "k2"), torch.tensor([k2], dtype=torch.float64))
+    torch.testing.assert_close(kl_estimate(LOGP, REF, "k3"), torch.tensor([k3], dtype=torch.float64))
+
+
+def test_k3_nonnegative_and_zero_only_at_equality():
+    gen = torch.Generator().manual_seed(1)
+    logp, ref = torch.randn(64, 33, generator=gen) * 3, torch.randn(64, 33, generator=gen) * 3
+    assert (kl_estimate(logp, ref, "k3") >= 0).all()
+    assert (kl_estimate(logp, logp, "k3") == 0).all()
+    assert (kl_estimate(logp, ref, "k2") >= 0).all()
+
+
+def test_clamp_bounds_the_log_ratio():
+    logp, ref = torch.tensor([[0.0]]), torch.tensor([[100.0]])
+    assert torch.isinf(kl_estimate(logp, ref, "k3")).all()
+    clamped = kl_estimate(logp.double(), ref.double(), "k3", clamp=20.0)
+    assert clamped.item() == pytest.approx(math.exp(20.0) - 20.0 - 1.0)
+
+
+def test_unknown_kind():
+    with pytest.raises(ValueError, match="k4"):
+        kl_estimate(LOGP, REF, "k4")
+
+
+def test_adaptive_controller_known_numbers():
+    """Ziegler et al. 2019 arXiv:1909.08593 eq. 2:
+    e = clip(KL / target - 1, -0.2, 0.2); beta *= 1 + e * n_steps / horizon."""
+    ctl = AdaptiveKLController(init_coef=0.1, target=6.0, horizon=10000)
+    ctl.update(9.0, n_steps=256)  # e = clip(0.5) = 0.2 -> beta = 0.1 * (1 + 0.2 * 256 / 10000) = 0.100512
+    assert ctl.value == pytest.approx(0.100512)
+    # e = 5.4/6 - 1 = -0.1 -> beta *= 1 - 0.1 * 512 / 10000 = 0.99488
+    ctl.update(torch.tensor(5.4), n_steps=512)
+    assert ctl.value == pytest.approx(0.100512 * 0.99488)
+
+
+def test_adaptive_controller_resume_is_exact():
+    ctl = AdaptiveKLController(init_coef=0.2, target=1.0, horizon=100)
+    for kl in (3.0, 0.5, 1.1):
+        ctl.update(kl, n_steps=7)
+    resumed = AdaptiveKLController(init_coef=0.2, target=1.0, horizon=100)
+    resumed.load_state_dict(ctl.state_dict())
+    assert resumed.value == ctl.value
+    ctl.update(0.1, n_steps=7)
+    resumed.update(0.1, n_steps=7)
+    assert resumed.value == ctl.value
+
+
+def test_fixed_controller():
+    ctl = FixedKLController(0.05)
+    ctl.update(100.0, n_steps=1000)
+    assert ctl.value == 0.05
+    other = FixedKLController(1.0)
+    other.load_state_dict(ctl.state_dict())
+    assert other.value == 0.05
+
+
+def test_adaptive_controller_rejects_bad_target():
+    with pytest.raises(ValueError):
+        AdaptiveKLController(init_coef=0.1, target=0.0, horizon=10)
