@@ -16,6 +16,9 @@ commands:
   data synth    write a synthetic verifiable task (arithmetic, sort, reverse) as JSON lines
   sft           supervised fine-tuning
   rm            reward-model training (Bradley-Terry)
+  dpo           preference optimisation on pairs: --loss dpo|cdpo|ipo|simpo|orpo|rpo
+  kto           KTO on unpaired data (prompt, completion, boolean label)
+  serve-reward  serve a reward model or reward function over HTTP (127.0.0.1 by default)
   plan          plan where each role runs on a cluster (cost model + search)
   demo          the whole pipeline on embedded defaults, offline, on a CPU
 """
@@ -58,7 +61,8 @@ def cmd_data(argv: list[str]) -> int:
 
 
 def _report(name: str, metrics: dict[str, float], out: str) -> None:
-    keys = [k for k in ("loss", "accuracy", "eval_loss", "eval_accuracy", "tokens_per_s") if k in metrics]
+    keys = [k for k in ("loss", "accuracy", "reward_acc", "eval_loss", "eval_accuracy", "eval_reward_acc", "tokens_per_s")
+            if k in metrics]
     print(f"{name} done: " + ", ".join(f"{k} {metrics[k]:.4g}" for k in keys) + f"; run directory {out}")
 
 
@@ -80,10 +84,34 @@ def cmd_rm(argv: list[str]) -> int:
     return 0
 
 
+def cmd_dpo(argv: list[str]) -> int:
+    from alignkit.config.schema import DPOConfig
+    from alignkit.trainers.preference import run_dpo
+
+    cfg = _parse(DPOConfig, argv, "alignkit dpo")
+    _report(f"dpo ({cfg.loss})", run_dpo(cfg), cfg.output_dir)
+    return 0
+
+
+def cmd_kto(argv: list[str]) -> int:
+    from alignkit.config.schema import KTOConfig
+    from alignkit.trainers.kto import run_kto
+
+    cfg = _parse(KTOConfig, argv, "alignkit kto")
+    _report("kto", run_kto(cfg), cfg.output_dir)
+    return 0
+
+
 def cmd_plan(argv: list[str]) -> int:
     from alignkit.planner.command import main as plan_main
 
     return plan_main(argv)
+
+
+def cmd_serve_reward(argv: list[str]) -> int:
+    from alignkit.rewards.serve_command import main as serve_main
+
+    return serve_main(argv)
 
 
 def cmd_demo(argv: list[str]) -> int:
@@ -98,7 +126,10 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "data": cmd_data,
     "sft": cmd_sft,
     "rm": cmd_rm,
+    "dpo": cmd_dpo,
+    "kto": cmd_kto,
     "plan": cmd_plan,
+    "serve-reward": cmd_serve_reward,
     "demo": cmd_demo,
 }
 

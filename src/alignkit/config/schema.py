@@ -74,6 +74,10 @@ class DataConfig:
     """Field holding the dispreferred response of a pair."""
     margin_key: str = "margin"
     """Optional field with a numeric preference margin (reward models)."""
+    completion_key: str = "completion"
+    """Field holding the completion of an unpaired (KTO) record."""
+    label_key: str = "label"
+    """Field holding the boolean desirability of an unpaired (KTO) record."""
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,73 @@ class RMConfig(RunConfig):
     """Run directory: config.yaml, metrics.jsonl, checkpoints/, final/."""
     rm: RewardModelOptions = field(default_factory=RewardModelOptions)
     """Reward-model objective."""
+
+
+@dataclass(frozen=True)
+class RefConfig:
+    """The frozen reference model of DPO-style and KTO training."""
+
+    path: str = ""
+    """Reference model folder; empty uses a frozen copy of the starting policy (with LoRA: the base
+    model with the adapter disabled, no second copy)."""
+    precompute: bool = False
+    """Compute reference log-probs once in a first pass and cache them, so training holds one model."""
+
+
+@dataclass(frozen=True)
+class DPOOptions:
+    """Preference-loss hyper-parameters."""
+
+    beta: float | None = None
+    """Inverse temperature; default per loss: 0.1 (dpo, cdpo, ipo, rpo), 2.0 (simpo), unused by orpo."""
+    label_smoothing: float = 0.1
+    """cDPO: the assumed probability that a preference label is flipped (--loss cdpo only)."""
+    simpo_gamma: float = 0.5
+    """SimPO target reward margin gamma."""
+    orpo_lambda: float = 0.1
+    """ORPO weight of the odds-ratio term (its NLL term has weight 1)."""
+    rpo_alpha: float = 1.0
+    """RPO weight of the NLL term on the chosen response (--loss rpo)."""
+    nll_weight: float = 0.0
+    """Add the chosen-response NLL term with this weight to any loss."""
+
+
+@dataclass(frozen=True)
+class DPOConfig(RunConfig):
+    """Preference optimisation on pairs: DPO, cDPO, IPO, SimPO, ORPO, RPO."""
+
+    output_dir: str = "runs/dpo"
+    """Run directory: config.yaml, metrics.jsonl, checkpoints/, final/."""
+    loss: str = "dpo"
+    """dpo, cdpo (label smoothing), ipo, simpo (reference-free), orpo (reference-free), rpo (dpo + NLL)."""
+    dpo: DPOOptions = field(default_factory=DPOOptions)
+    """Loss hyper-parameters."""
+    ref: RefConfig = field(default_factory=RefConfig)
+    """Reference model."""
+
+
+@dataclass(frozen=True)
+class KTOOptions:
+    """KTO hyper-parameters (Ethayarajh et al. 2024)."""
+
+    beta: float = 0.1
+    """Inverse temperature of the implicit reward."""
+    desirable_weight: float = 1.0
+    """lambda_D, the weight of desirable samples."""
+    undesirable_weight: float = 1.0
+    """lambda_U, the weight of undesirable samples."""
+
+
+@dataclass(frozen=True)
+class KTOConfig(RunConfig):
+    """KTO on unpaired data: prompt, completion, boolean label."""
+
+    output_dir: str = "runs/kto"
+    """Run directory: config.yaml, metrics.jsonl, checkpoints/, final/."""
+    kto: KTOOptions = field(default_factory=KTOOptions)
+    """KTO hyper-parameters."""
+    ref: RefConfig = field(default_factory=RefConfig)
+    """Reference model."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,17 @@ class TokenizedPair:
     source: str
 
 
+@dataclass(frozen=True)
+class TokenizedUnpaired:
+    """A KTO sample: the completion under its own prompt, the same completion under another record's
+    prompt (`kl_sample`, for the batch KL reference point), and whether it is desirable."""
+
+    sample: TokenizedSample
+    kl_sample: TokenizedSample
+    label: bool
+    source: str
+
+
 @dataclass
 class TokenizeStats:
     """What tokenization did to the data; logged once at the start of a run."""

@@ -21,7 +21,8 @@ from alignkit.data import fields
 from alignkit.data.chat import assistant_spans, tokenize_spans
 from alignkit.data.fields import Message
 from alignkit.data.readers import Record
-from alignkit.data.samples import TokenizedPair, TokenizedSample, TokenizeStats
+from alignkit.data.samples import TokenizedPair, TokenizedSample, TokenizedUnpaired, TokenizeStats
+from alignkit.errors import DataError
 
 log = logging.getLogger("alignkit")
 
@@ -111,5 +112,32 @@ def tokenize_pairs(records: list[Record], tokenizer, cfg: DataConfig) -> tuple[l
         if c is None or r is None:
             continue
         out.append(TokenizedPair(c, r, pair.margin, pair.source))
+    stats.kept = len(out)
+    return out, stats
+
+
+def _label(rec: Record, key: str) -> bool:
+    v = fields.require(rec, key)
+    if not isinstance(v, bool):
+        raise DataError(f"{rec.source}: field '{key}' must be true or false, got {type(v).__name__}")
+    return v
+
+
+def tokenize_unpaired(
+    records: list[Record], tokenizer, cfg: DataConfig
+) -> tuple[list[TokenizedUnpaired], TokenizeStats]:
+    """KTO records (prompt, completion, boolean label). Record i's KL sample pairs its completion with
+    record (i + 1)'s prompt: a mismatched pair, as the KTO paper's reference point needs."""
+    stats = TokenizeStats(records=len(records))
+    prompts = [fields.text_or_messages(r, cfg.prompt_key) for r in records]
+    out = []
+    for i, rec in enumerate(_progress(records, "tokenize")):
+        completion = fields.text_field(rec, cfg.completion_key)
+        label = _label(rec, cfg.label_key)
+        s = truncate(encode(tokenizer, prompts[i], completion, cfg.chat_template, rec.source), cfg.max_length, stats)
+        other = prompts[(i + 1) % len(records)]
+        kl = truncate(encode(tokenizer, other, completion, cfg.chat_template, rec.source), cfg.max_length, stats)
+        if s is not None and kl is not None:
+            out.append(TokenizedUnpaired(s, kl, label, rec.source))
     stats.kept = len(out)
     return out, stats

@@ -82,3 +82,11 @@ def reward_scores(model, batch: PackedBatch) -> torch.Tensor:
     last = segment_last_index(batch.seg_ids, batch.n_samples)
     h = hidden.reshape(-1, hidden.shape[-1])[last]
     return inner.score(h).squeeze(-1).float()
+
+
+def sequence_logps(model, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed log-prob of each sample's target tokens `(n,)`, target-token count `(n,)`)."""
+    lp = causal_logprobs(model, batch)
+    sums = segment_sum(lp * batch.loss_mask, batch.seg_ids, batch.n_samples)
+    lens = segment_sum(batch.loss_mask, batch.seg_ids, batch.n_samples)
+    return sums, lens

@@ -14,6 +14,9 @@ from alignkit.errors import ModelError
 
 log = logging.getLogger("alignkit")
 
+# Written beside a reward model by `alignkit rm`: {mean, std, count} of its scores on the training data.
+REWARD_STATS_FILE = "reward_stats.json"
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 

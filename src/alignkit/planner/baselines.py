@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from alignkit.planner.problem import PlanningProblem
-from alignkit.planner.search import SearchResult, coordinate_descent, energy
+from alignkit.planner.search import DESCENT_PENALTY, SearchResult, coordinate_descent, energy
 from alignkit.planner.simulate import evaluate_batch
 
 EXACT_LIMIT = 20_000  # restricted spaces up to this size are scored exhaustively
@@ -45,15 +45,20 @@ def best_restricted(problem: PlanningProblem, allowed: list[np.ndarray]) -> Sear
         idx = np.stack(np.unravel_index(flat, sizes), axis=1)
         X = np.stack([allowed[c][idx[:, c]] for c in range(len(allowed))], axis=1)
         ms, ov = evaluate_batch(problem, X)
-        e = energy(ms, ov)
+        e = energy(ms, ov, DESCENT_PENALTY)
         i = int(np.argmin(e))
         ok = bool(ov[i] <= 0)
-        return SearchResult(tuple(int(v) for v in X[i]), float(ms[i]) if ok else np.inf, ok, "exact", total, 0.0)
+        return SearchResult(
+            tuple(int(v) for v in X[i]), float(ms[i]) if ok else np.inf, ok, "exact", total, 0.0
+        )
     tabs = problem.tables
     lean = tuple(
         int(a[np.argmin(tabs[c].transient[a] + tabs[c].persistent[a])]) for c, a in enumerate(allowed)
     )
-    runs = [coordinate_descent(problem, allowed=allowed), coordinate_descent(problem, start=lean, allowed=allowed)]
+    runs = [
+        coordinate_descent(problem, allowed=allowed),
+        coordinate_descent(problem, start=lean, allowed=allowed),
+    ]
     return min(runs, key=lambda r: r.makespan)
 
 

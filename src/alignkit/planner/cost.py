@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -141,7 +141,7 @@ def _check(kind: str, parts: tuple[tuple[str, float], ...], cluster: ClusterSpec
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def call_cost(
     kind: str,
     model: ModelSpec,

@@ -70,13 +70,13 @@ def builtin_devices() -> dict[str, DeviceKind]:
 def load_device_table(path: str | Path | None) -> dict[str, DeviceKind]:
     """The built-in table, extended (or overridden) by a YAML file of the form::
 
-        my-gpu:
-          peak_tflops: 500
-          memory_gib: 96
-          hbm_gb_s: 4000
-          intra_node_gb_s: 450
-          inter_node_gb_s: 50
-          # optional: intra_node_latency_us, inter_node_latency_us
+    my-gpu:
+      peak_tflops: 500
+      memory_gib: 96
+      hbm_gb_s: 4000
+      intra_node_gb_s: 450
+      inter_node_gb_s: 50
+      # optional: intra_node_latency_us, inter_node_latency_us
     """
     table = builtin_devices()
     if path is None:

@@ -67,7 +67,9 @@ class ModelSpec:
         return replace(self, lm_head=False, tie_embeddings=False)
 
 
-def _llama(name: str, layers: int, hidden: int, heads: int, kv: int, mlp: int, vocab: int = 32000) -> ModelSpec:
+def _llama(
+    name: str, layers: int, hidden: int, heads: int, kv: int, mlp: int, vocab: int = 32000
+) -> ModelSpec:
     return ModelSpec(name, layers, hidden, heads, kv, mlp, vocab)
 
 
@@ -125,6 +127,11 @@ def from_hf_config(path: str | Path) -> ModelSpec:
         cfg = AutoConfig.from_pretrained(str(path), local_files_only=True)
     except Exception as exc:  # transformers raises several kinds for a bad config
         raise ConfigError(f"cannot read the Hugging Face config in {str(path)!r}: {exc}") from exc
+    return spec_from_config(cfg, name=Path(path).name or str(path), where=repr(str(path)))
+
+
+def spec_from_config(cfg, name: str = "hf-model", where: str = "the config") -> ModelSpec:
+    """Shapes from a transformers config object (LlamaConfig, Qwen2Config, GPT2Config ...)."""
     text_cfg = getattr(cfg, "text_config", None) or cfg  # multimodal configs nest the LM
 
     def get(*names: str, default: int | None = None) -> int:
@@ -133,13 +140,13 @@ def from_hf_config(path: str | Path) -> ModelSpec:
             if v is not None:
                 return int(v)
         if default is None:
-            raise ConfigError(f"config in {str(path)!r} has none of {list(names)}")
+            raise ConfigError(f"{where} has none of {list(names)}")
         return default
 
     hidden = get("hidden_size", "n_embd", "d_model")
     heads = get("num_attention_heads", "n_head")
     return ModelSpec(
-        name=Path(path).name or str(path),
+        name=name,
         n_layers=get("num_hidden_layers", "n_layer", "num_layers"),
         hidden=hidden,
         n_heads=heads,

@@ -58,6 +58,7 @@ class CandidateTable:
         self.weight_copy = np.array([e.weight_copy_bytes for e in entries])
         # Candidates on one mesh are contiguous: group start / count per candidate and per mesh.
         n_meshes = len(meshes)
+        self.n_meshes = n_meshes
         self.mesh_first = np.full(n_meshes, -1, dtype=np.int64)
         self.mesh_count = np.zeros(n_meshes, dtype=np.int64)
         for i, m in enumerate(self.mesh):
@@ -80,13 +81,17 @@ class CandidateTable:
         self.strat_first = np.array([first[keys[i]] for i in range(self.n)], dtype=np.int64)
         self.strat_count = np.array([count[keys[i]] for i in range(self.n)], dtype=np.int64)
 
-    def find(self, mesh: int, strategy: ParallelStrategy) -> int:
-        """Index of a given (mesh, strategy), or -1."""
-        lo = self.mesh_first[mesh]
-        for i in range(lo, lo + self.mesh_count[mesh]) if lo >= 0 else ():
-            if self.strategies[i] == strategy:
-                return i
-        return -1
+    def index_layouts(self, layout_ids: dict[tuple[int, int, int], int]) -> None:
+        """Group candidates by (mesh, layout): contiguous, since strategies sort by dp, tp, pp
+        first. Used by the annealer's "run like that other call" move."""
+        self.layout = np.array([layout_ids[s.layout] for s in self.strategies], dtype=np.int64)
+        self.layout_first = np.full((self.n_meshes, len(layout_ids)), -1, dtype=np.int64)
+        self.layout_count = np.zeros((self.n_meshes, len(layout_ids)), dtype=np.int64)
+        for i in range(self.n):
+            m, lay = self.mesh[i], self.layout[i]
+            if self.layout_first[m, lay] < 0:
+                self.layout_first[m, lay] = i
+            self.layout_count[m, lay] += 1
 
 
 class PlanningProblem:
@@ -122,7 +127,16 @@ class PlanningProblem:
         # Weight moves: every call that does not hold its model's state gets one from the home.
         self.moves = [c for c in range(self.n_calls) if self.home[c] != c]
         self.homes = sorted(set(self.home))
+        self.same_model = [
+            [o for o in range(self.n_calls) if o != c and calls[o].model == calls[c].model]
+            for c in range(self.n_calls)
+        ]
         self.weight_bytes = [2.0 * graph.models[c.model].n_params for c in calls]
+        layouts = sorted({s.layout for t in tables for s in t.strategies})
+        self.layouts = layouts
+        layout_ids = {lay: i for i, lay in enumerate(layouts)}
+        for t in tables:
+            t.index_layouts(layout_ids)
 
     @property
     def space_size(self) -> float:
@@ -160,8 +174,14 @@ def build_problem(
                 closest = miss
             for strategy, cost in kept:
                 entries += [
-                    Entry(m, strategy, cost.time_s, cost.persistent_bytes, cost.transient_bytes,
-                          cost.weight_copy_bytes)
+                    Entry(
+                        m,
+                        strategy,
+                        cost.time_s,
+                        cost.persistent_bytes,
+                        cost.transient_bytes,
+                        cost.weight_copy_bytes,
+                    )
                     for m in mesh_ids
                 ]
         if not entries:

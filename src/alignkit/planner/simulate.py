@@ -104,6 +104,7 @@ class Schedule:
     events: tuple[Event, ...]
     critical_path: tuple[str, ...]
     peak_memory: tuple[float, ...]  # bytes per device
+    call_memory: tuple[float, ...]  # bytes per device each call needs for itself (state if home)
     feasible: bool
     reason: str | None  # why it is infeasible: the worst device and what fills it
 
@@ -141,7 +142,9 @@ def simulate(problem: PlanningProblem, choice) -> Schedule:
         src, dst = problem.mesh_of(h, choice[h]), problem.mesh_of(c, choice[c])
         if t[0] > 0:
             meshes = (src,) if src == dst else (src, dst)
-            move_of[c] = place(f"move {calls[h].model}->{calls[c].name}", "move", meshes, 0.0, None, float(t[0]))
+            move_of[c] = place(
+                f"move {calls[h].model}->{calls[c].name}", "move", meshes, 0.0, None, float(t[0])
+            )
     for c, call in enumerate(calls):
         ready, ready_from = 0.0, None
         preds = [events[calls[d].name] for d in problem.deps[c]]
@@ -163,11 +166,21 @@ def simulate(problem: PlanningProblem, choice) -> Schedule:
     makespan = max(e.end for e in order)
 
     peak, reason = _memory(problem, choice, copies)
+    own = []
+    for c in range(problem.n_calls):
+        tab, j = problem.tables[c], choice[c]
+        b = float(tab.transient[j])
+        if problem.home[c] == c:
+            b += float(tab.persistent[j])
+        elif copies.get(c):
+            b += float(tab.weight_copy[j])
+        own.append(b)
     return Schedule(
         makespan=makespan,
         events=tuple(sorted(order, key=lambda e: (e.start, e.end))),
         critical_path=tuple(reversed(path)),
         peak_memory=tuple(peak),
+        call_memory=tuple(own),
         feasible=reason is None,
         reason=reason,
     )

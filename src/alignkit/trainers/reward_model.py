@@ -19,13 +19,11 @@ from alignkit.data.samples import TokenizedPair
 from alignkit.data.tokenize import tokenize_pairs
 from alignkit.errors import ConfigError
 from alignkit.models.forward import reward_scores
-from alignkit.models.load import load_reward_model, load_tokenizer
+from alignkit.models.load import REWARD_STATS_FILE, load_reward_model, load_tokenizer
 from alignkit.trainers.loop import chunks, plan_steps, train_supervised
 from alignkit.trainers.run import load_records, start_run
 
 log = logging.getLogger("alignkit")
-
-REWARD_STATS_FILE = "reward_stats.json"
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ from torch import Tensor
 from alignkit.algos.aggregate import aggregate, masked_mean
 from alignkit.algos.kl import kl_estimate
 
-# Log-ratios are clamped to this before exp: it keeps exp finite (as verl does); such tokens lie far
-# outside any clip range, so only the size of an already unclipped A<0 gradient changes.
+# Log-ratios are clamped to this before exp so that it stays finite (as verl does). Such tokens lie
+# far outside any clip range; the clamp only cuts the gradient of A<0 tokens with ratio > e^20,
+# which an unclipped PPO would push with a huge step (dual-clip bounds those properly).
 _MAX_LOG_RATIO = 20.0
 
 
@@ -145,9 +146,9 @@ def gspo_policy_loss(
     """
     m = mask.bool()
     tokens = m.sum(-1)
-    seq_log_ratio = torch.where(m, logp - old_logp, 0.0).sum(-1) / tokens.clamp(min=1)
-    # Clamping the detached part never blocks the gradient, which flows through logp - sg(logp).
-    seq_part = seq_log_ratio.detach().clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)
+    seq_log_ratio = torch.where(m, logp.detach() - old_logp, 0.0).sum(-1) / tokens.clamp(min=1)
+    # sg[s_i] carries no gradient, so clamping it never blocks one: that flows via logp - sg(logp).
+    seq_part = seq_log_ratio.clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)
     ratio = torch.exp(seq_part[:, None] + logp - logp.detach())
     unclipped = -advantages * ratio
     clipped = -advantages * ratio.clamp(1.0 - clip_low, 1.0 + clip_high)

@@ -1,0 +1,91 @@
+"""A reward function written by the user in a Python file: `--reward.function path/to/file.py:name`.
+
+The function receives the whole batch and returns one reward per sample::
+
+    def my_reward(prompts: list[str], responses: list[str], labels: list) -> list[float]:
+        return [1.0 if label is not None and label in response else 0.0
+                for response, label in zip(responses, labels)]
+
+- `prompts[i]`, `responses[i]`: the text of sample i (the prompt as the data gave it, the response
+  as generated, without the prompt).
+- `labels[i]`: the sample's reference answer from the data, or None when the data has none.
+- Return a list (or tuple, 1-D tensor or array) of `len(prompts)` finite numbers. To log parts of
+  the reward separately, return a dict of name -> such a list instead: the reward is the sum of the
+  parts, and each is logged as `reward/<function name>/<part>`.
+
+The file is imported once, as a module of its own (it may import anything installed, and keep state
+such as a loaded model in module globals). A missing, None, NaN or infinite reward, or a list of the
+wrong length, stops the run with an error that names the function and the sample.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alignkit.errors import ConfigError
+from alignkit.rewards.base import RewardInput, RewardOutput
+from alignkit.rewards.validate import RewardError, check_scores, labels_of
+
+
+def load_function(spec: str) -> Callable[..., Any]:
+    """`path/to/file.py:name` -> the callable `name` defined in that file."""
+    path, colon, name = spec.rpartition(":")
+    if not colon or not path or not name:
+        raise ConfigError(f"--reward.function must be path/to/file.py:name, got '{spec}'")
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"--reward.function: file not found: {path}")
+    # A name of its own per file, so two reward files both called rewards.py do not collide.
+    module_name = f"alignkit_reward_{abs(hash(str(file.resolve())))}"
+    module_spec = importlib.util.spec_from_file_location(module_name, file)
+    if module_spec is None or module_spec.loader is None:
+        raise ConfigError(f"--reward.function: cannot import {path} as Python")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:
+        del sys.modules[module_name]
+        raise ConfigError(f"--reward.function: importing {path} failed: {type(e).__name__}: {e}") from e
+    fn = getattr(module, name, None)
+    if fn is None:
+        defined = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
+        raise ConfigError(
+            f"--reward.function: {path} defines no '{name}' (callables in it: {', '.join(defined) or 'none'})"
+        )
+    if not callable(fn):
+        raise ConfigError(f"--reward.function: {path}:{name} is a {type(fn).__name__}, not a function")
+    return fn
+
+
+def to_output(result: Any, batch: RewardInput, source: str) -> RewardOutput:
+    """A list of rewards, or a dict of part name -> list (summed into the reward), -> RewardOutput."""
+    if not isinstance(result, dict):
+        return RewardOutput(check_scores(result, batch, source))
+    if not result:
+        raise RewardError(f"{source}: returned an empty dict; give at least one part")
+    parts = {str(k): check_scores(v, batch, f"{source}, part '{k}'") for k, v in result.items()}
+    return RewardOutput(sum(parts.values()), parts)
+
+
+@dataclass(frozen=True)
+class FunctionReward:
+    """The `RewardFn` of a user function; `name` (the function's) names its source and components."""
+
+    spec: str
+    name: str
+    fn: Callable[..., Any]
+
+    def __call__(self, batch: RewardInput) -> RewardOutput:
+        labels = labels_of(batch)
+        result = self.fn(list(batch.prompts), list(batch.responses), labels)
+        return to_output(result, batch, f"reward function {self.spec}")
+
+
+def function_reward(spec: str) -> FunctionReward:
+    return FunctionReward(spec, spec.rpartition(":")[2], load_function(spec))

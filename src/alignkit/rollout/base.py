@@ -1,0 +1,48 @@
+"""The rollout-engine protocol: every engine (HF torch, vLLM) generates and takes new weights this way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample. `n` samples per prompt; temperature 0 is greedy."""
+
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 disables top-k
+    max_new_tokens: int = 128
+    stop: list[str] = field(default_factory=list)  # stop strings; the text up to and including one is kept
+    stop_token_ids: list[int] = field(default_factory=list)  # besides the tokenizer's EOS ids
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One sampled response. `logprobs[i]` is the sampling log-prob of `response_ids[i]` under the
+    distribution actually sampled from (after temperature; before top-p/top-k truncation)."""
+
+    prompt_index: int
+    response_ids: list[int]
+    logprobs: list[float]
+    finish_reason: Literal["stop", "length"]
+    text: str
+
+
+class RolloutEngine(Protocol):
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
+        """`params.n` generations per prompt, ordered prompt-major: prompt 0's n samples first."""
+
+    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Replace the engine's weights (names as in the trainer's `model.named_parameters()`)."""
+
+    def sleep(self) -> None:
+        """Release memory (KV cache, weights on GPU) while training runs; no-op where nothing is held."""
+
+    def wake_up(self) -> None: ...

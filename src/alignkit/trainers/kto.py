@@ -1,0 +1,128 @@
+"""KTO on unpaired data (`alignkit kto`): prompt, completion, boolean label (Ethayarajh et al. 2024).
+
+The reference point z0 is the batch KL estimate of the paper: each sample's completion is also
+scored under another record's prompt (a mismatched pair, data/tokenize.py), by the policy without
+gradient and by the reference, per micro-batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from alignkit.algos.losses.preference import kto_kl_ref_point, kto_loss
+from alignkit.backends.base import LossFn
+from alignkit.backends.factory import build_backend
+from alignkit.checkpoint.export import export_hf
+from alignkit.config.schema import KTOConfig
+from alignkit.config.validate import validate_run
+from alignkit.data.packing import PackedBatch, pack
+from alignkit.data.samples import TokenizedUnpaired
+from alignkit.data.tokenize import tokenize_unpaired
+from alignkit.models.forward import sequence_logps
+from alignkit.models.load import load_causal_lm, load_tokenizer
+from alignkit.models.reference import Reference, load_frozen, needs_own_model, precompute
+from alignkit.trainers.loop import plan_steps, train_supervised
+from alignkit.trainers.run import load_records, start_run
+
+log = logging.getLogger("alignkit")
+
+
+@dataclass(frozen=True)
+class RefUnpaired:
+    item: TokenizedUnpaired
+    ref: tuple[float, float] | None = None  # (matched, mismatched) when precomputed
+
+
+@dataclass(frozen=True)
+class KTOBatch:
+    packed: PackedBatch
+    kl_packed: PackedBatch
+    labels: torch.Tensor
+    ref: torch.Tensor | None  # (n,) matched, then (n,) mismatched
+
+
+@dataclass(frozen=True)
+class KTOObjective:
+    beta: float
+    desirable_weight: float
+    undesirable_weight: float
+    reference: Reference
+    pad_id: int
+    capacity: int
+    packing: bool
+    device: torch.device
+
+    def collate(self, items: Sequence[RefUnpaired]) -> KTOBatch:
+        p = pack([i.item.sample for i in items], self.pad_id, self.capacity, self.packing).to(self.device)
+        kl = pack([i.item.kl_sample for i in items], self.pad_id, self.capacity, self.packing).to(self.device)
+        labels = torch.tensor([i.item.label for i in items], device=self.device)
+        ref = None
+        if items[0].ref is not None:
+            ref = torch.tensor([i.ref[0] for i in items] + [i.ref[1] for i in items], device=self.device)
+        return KTOBatch(p, kl, labels, ref)
+
+    def denominator(self, items: Sequence[RefUnpaired]) -> float:
+        return float(len(items))
+
+    def loss_fn(self, denom: float) -> LossFn:
+        def fn(model, b: KTOBatch):
+            n = b.labels.shape[0]
+            logps, _ = sequence_logps(model, b.packed)
+            with torch.no_grad():
+                kl_logps, _ = sequence_logps(model, b.kl_packed)
+            if b.ref is not None:
+                ref, ref_kl = b.ref[:n], b.ref[n:]
+            else:
+                ref, ref_kl = self.reference.logps(b.packed), self.reference.logps(b.kl_packed)
+            z0 = kto_kl_ref_point(kl_logps, ref_kl)
+            loss, metrics = kto_loss(logps, ref, b.labels, z0, self.beta, self.desirable_weight, self.undesirable_weight)
+            scale = n / denom
+            return loss * scale, {k: v * scale for k, v in metrics.items()}
+
+        return fn
+
+    def n_tokens(self, b: KTOBatch) -> int:
+        return b.packed.n_tokens
+
+
+def with_ref(items: list[TokenizedUnpaired], logps: torch.Tensor | None) -> list[RefUnpaired]:
+    if logps is None:
+        return [RefUnpaired(i) for i in items]
+    n = len(items)
+    return [RefUnpaired(it, (float(logps[i]), float(logps[n + i]))) for i, it in enumerate(items)]
+
+
+def run_kto(cfg: KTOConfig) -> dict[str, float]:
+    validate_run(cfg)
+    run = start_run(cfg)
+    tokenizer = load_tokenizer(cfg.model)
+    train_recs, eval_recs = load_records(cfg)
+    train, stats = tokenize_unpaired(train_recs, tokenizer, cfg.data)
+    evals, _ = tokenize_unpaired(eval_recs, tokenizer, cfg.data) if eval_recs else ([], None)
+    log.info("data: %s", stats.as_dict())
+    _, total = plan_steps(len(train), cfg.train.batch_size, cfg.train.max_steps, cfg.train.epochs)
+    d, micro = cfg.data, cfg.train.micro_batch_size
+
+    model = None
+    if needs_own_model(cfg.ref, cfg.model.lora):
+        reference = Reference(model=load_frozen(cfg.model, cfg.ref, run.device))
+    else:
+        model = load_causal_lm(cfg.model, run.device)
+        reference = Reference(policy=model)
+    refs = [None, None]
+    if cfg.ref.precompute:
+        refs = [precompute(reference, [i.sample for i in g] + [i.kl_sample for i in g], tokenizer.pad_token_id,
+                           d.max_length, d.packing, micro, run.device) for g in (train, evals)]
+        reference.release()
+    model = model or load_causal_lm(cfg.model, run.device)
+    backend = build_backend(model, cfg.train, total, run.device)
+    k = cfg.kto
+    objective = KTOObjective(k.beta, k.desirable_weight, k.undesirable_weight, reference,
+                             tokenizer.pad_token_id, d.max_length, d.packing, run.device)
+    last = train_supervised(run, backend, objective, with_ref(train, refs[0]), with_ref(evals, refs[1]), total)
+    export_hf(model, tokenizer, run.dir / "final", {"data_stats.json": stats.as_dict()})
+    return last | {f"data_{k}": v for k, v in stats.as_dict().items()}

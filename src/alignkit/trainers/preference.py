@@ -1,0 +1,161 @@
+"""Preference optimisation on pairs: DPO, cDPO, IPO, SimPO, ORPO, RPO (`alignkit dpo`).
+
+Chosen and rejected sides of a micro-batch go through the policy in one packed forward. The loss
+is picked from a table (algorithms are data): each name maps to a loss of algos/losses/preference.py
+and the hyper-parameters it uses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from alignkit.algos.losses.preference import PreferenceConfig, PreferenceInput, preference_loss
+from alignkit.backends.base import LossFn
+from alignkit.backends.factory import build_backend
+from alignkit.checkpoint.export import export_hf
+from alignkit.config.schema import DPOConfig
+from alignkit.config.validate import validate_run
+from alignkit.data.packing import PackedBatch, pack
+from alignkit.data.samples import TokenizedPair
+from alignkit.data.tokenize import tokenize_pairs
+from alignkit.errors import ConfigError
+from alignkit.models.forward import sequence_logps
+from alignkit.models.load import load_causal_lm, load_tokenizer
+from alignkit.models.reference import Reference, load_frozen, needs_own_model, precompute
+from alignkit.trainers.loop import plan_steps, train_supervised
+from alignkit.trainers.run import load_records, start_run
+
+log = logging.getLogger("alignkit")
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    base: str  # key of PREFERENCE_LOSSES
+    uses_ref: bool
+    default_beta: float
+
+
+LOSSES: dict[str, LossSpec] = {
+    "dpo": LossSpec("dpo", True, 0.1),
+    "cdpo": LossSpec("dpo", True, 0.1),
+    "rpo": LossSpec("dpo", True, 0.1),
+    "ipo": LossSpec("ipo", True, 0.1),
+    "simpo": LossSpec("simpo", False, 2.0),
+    "orpo": LossSpec("orpo", False, 0.1),
+}
+
+
+def resolve_loss(cfg: DPOConfig) -> tuple[LossSpec, PreferenceConfig]:
+    if cfg.loss not in LOSSES:
+        raise ConfigError(f"--loss must be one of {', '.join(LOSSES)}, got '{cfg.loss}'")
+    spec, o = LOSSES[cfg.loss], cfg.dpo
+    return spec, PreferenceConfig(
+        beta=o.beta if o.beta is not None else spec.default_beta,
+        label_smoothing=o.label_smoothing if cfg.loss == "cdpo" else 0.0,
+        simpo_gamma=o.simpo_gamma,
+        orpo_lambda=o.orpo_lambda,
+        nll_weight=o.nll_weight + (o.rpo_alpha if cfg.loss == "rpo" else 0.0),
+    )
+
+
+@dataclass(frozen=True)
+class RefPair:
+    """A pair with its reference log-probs when they were precomputed."""
+
+    pair: TokenizedPair
+    ref: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class PairBatch:
+    """Chosen sides are samples 0..n-1 of `packed`, rejected n..2n-1; `ref` `(2n,)` when precomputed."""
+
+    packed: PackedBatch
+    ref: torch.Tensor | None
+
+
+def flat_samples(pairs: Sequence[TokenizedPair]):
+    return [p.chosen for p in pairs] + [p.rejected for p in pairs]
+
+
+@dataclass(frozen=True)
+class PairwiseObjective:
+    spec: LossSpec
+    pref: PreferenceConfig
+    reference: Reference | None
+    pad_id: int
+    capacity: int
+    packing: bool
+    device: torch.device
+
+    def collate(self, items: Sequence[RefPair]) -> PairBatch:
+        packed = pack(flat_samples([i.pair for i in items]), self.pad_id, self.capacity, self.packing)
+        ref = None
+        if items[0].ref is not None:
+            ref = torch.tensor([i.ref[0] for i in items] + [i.ref[1] for i in items], device=self.device)
+        return PairBatch(packed.to(self.device), ref)
+
+    def denominator(self, items: Sequence[RefPair]) -> float:
+        return float(len(items))
+
+    def loss_fn(self, denom: float) -> LossFn:
+        def fn(model, b: PairBatch):
+            n = b.packed.n_samples // 2
+            logps, lens = sequence_logps(model, b.packed)
+            ref = b.ref
+            if ref is None and self.spec.uses_ref:
+                ref = self.reference.logps(b.packed)
+            inp = PreferenceInput(
+                logps[:n], logps[n:], None if ref is None else ref[:n], None if ref is None else ref[n:], lens[:n], lens[n:]
+            )
+            loss, metrics = preference_loss(self.spec.base, inp, self.pref)
+            scale = n / denom  # batch means -> shares of the step mean (see trainers/loop.py)
+            return loss * scale, {k: v * scale for k, v in metrics.items()}
+
+        return fn
+
+    def n_tokens(self, b: PairBatch) -> int:
+        return b.packed.n_tokens
+
+
+def with_ref(pairs: list[TokenizedPair], logps: torch.Tensor | None) -> list[RefPair]:
+    if logps is None:
+        return [RefPair(p) for p in pairs]
+    n = len(pairs)
+    return [RefPair(p, (float(logps[i]), float(logps[n + i]))) for i, p in enumerate(pairs)]
+
+
+def run_dpo(cfg: DPOConfig) -> dict[str, float]:
+    validate_run(cfg)
+    spec, pref = resolve_loss(cfg)
+    run = start_run(cfg)
+    tokenizer = load_tokenizer(cfg.model)
+    train_recs, eval_recs = load_records(cfg)
+    train, stats = tokenize_pairs(train_recs, tokenizer, cfg.data)
+    evals, _ = tokenize_pairs(eval_recs, tokenizer, cfg.data)
+    log.info("data: %s", stats.as_dict())
+    _, total = plan_steps(len(train), cfg.train.batch_size, cfg.train.max_steps, cfg.train.epochs)
+    d, micro = cfg.data, cfg.train.micro_batch_size
+
+    reference, model = None, None
+    if spec.uses_ref and needs_own_model(cfg.ref, cfg.model.lora):
+        reference = Reference(model=load_frozen(cfg.model, cfg.ref, run.device))
+    if reference is None and spec.uses_ref:
+        model = load_causal_lm(cfg.model, run.device)
+        reference = Reference(policy=model)
+    refs = [None, None]
+    if spec.uses_ref and cfg.ref.precompute:
+        # Reference first, alone: it is freed before the policy is loaded when it is a separate model.
+        refs = [precompute(reference, flat_samples(g), tokenizer.pad_token_id, d.max_length, d.packing, micro, run.device)
+                for g in (train, evals)]
+        reference.release()
+    model = model or load_causal_lm(cfg.model, run.device)
+    backend = build_backend(model, cfg.train, total, run.device)
+    objective = PairwiseObjective(spec, pref, reference, tokenizer.pad_token_id, d.max_length, d.packing, run.device)
+    last = train_supervised(run, backend, objective, with_ref(train, refs[0]), with_ref(evals, refs[1]), total)
+    export_hf(model, tokenizer, run.dir / "final", {"data_stats.json": stats.as_dict()})
+    return last | {f"data_{k}": v for k, v in stats.as_dict().items()}
