@@ -41,28 +41,38 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=8, help="samples per prompt")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--eos-rate", type=float, default=0.04, help="sample+eos: EOS tokens' share of samples")
+    parser.add_argument(
+        "--eos-rate", type=float, default=0.04, help="sample+eos: EOS tokens' share of samples"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per side (median reported)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    print(f"{args.prompts} prompts x n={args.n}, max {args.max_new_tokens} new tokens, fp32, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats}")
-    print(f"{'model':>8} {'case':>11} {'mean len':>8} {'alignkit tok/s':>15} {'generate tok/s':>15} {'ratio':>6}")
+    print(
+        f"{args.prompts} prompts x n={args.n}, max {args.max_new_tokens} new tokens, fp32, "
+        f"{torch.get_num_threads()} threads, median of {args.repeats}"
+    )
+    print(
+        f"{'model':>8} {'case':>11} {'mean len':>8} {'alignkit tok/s':>15} {'generate tok/s':>15} {'ratio':>6}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.models.split(","):
             hidden, layers = (int(x) for x in spec.split("x"))
             folder = build_tiny(TinyModelConfig(output=str(Path(tmp) / spec), hidden=hidden, layers=layers))
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
             tokenizer = AutoTokenizer.from_pretrained(folder)
-            prompts = [tokenizer(_TEXTS[i % len(_TEXTS)] + " " * (i % 3))["input_ids"] for i in range(args.prompts)]
+            prompts = [
+                tokenizer(_TEXTS[i % len(_TEXTS)] + " " * (i % 3))["input_ids"] for i in range(args.prompts)
+            ]
             for case in ("sample", "greedy", "sample+eos"):
                 if case == "sample+eos":
                     model.generation_config.eos_token_id = _frequent_tokens(model, tokenizer, prompts, args)
                 ours, theirs, mean_len = _compare(model, tokenizer, prompts, case, args)
-                print(f"{spec:>8} {case:>11} {mean_len:8.1f} {ours:15.0f} {theirs:15.0f} {ours / theirs:6.2f}")
+                print(
+                    f"{spec:>8} {case:>11} {mean_len:8.1f} {ours:15.0f} {theirs:15.0f} {ours / theirs:6.2f}"
+                )
 
 
 def _compare(model, tokenizer, prompts, case: str, args) -> tuple[float, float, float]:
@@ -79,12 +89,26 @@ def _compare(model, tokenizer, prompts, case: str, args) -> tuple[float, float, 
 
     rows = [p for p in prompts for _ in range(args.n)] if greedy else prompts
     ids, mask = _left_pad(rows, tokenizer.pad_token_id)
-    sampling = {"do_sample": False} if greedy else {"do_sample": True, "temperature": args.temperature, "top_k": 0, "top_p": 1.0,
-                                  "num_return_sequences": args.n}
+    sampling = (
+        {"do_sample": False}
+        if greedy
+        else {
+            "do_sample": True,
+            "temperature": args.temperature,
+            "top_k": 0,
+            "top_p": 1.0,
+            "num_return_sequences": args.n,
+        }
+    )
 
     def theirs() -> int:
-        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=args.max_new_tokens,
-                             pad_token_id=tokenizer.pad_token_id, **sampling)
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=args.max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+            **sampling,
+        )
         return sum(_kept(row, eos) for row in out[:, ids.shape[1] :].tolist())
 
     ours_rate, tokens = _rate(ours, args.repeats)
@@ -106,7 +130,9 @@ def _rate(run: Callable[[], int], repeats: int) -> tuple[float, int]:
 def _frequent_tokens(model, tokenizer, prompts, args) -> list[int]:
     """The most frequently sampled tokens, just enough of them to make up `--eos-rate` of the samples."""
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    params = SamplingParams(n=args.n, temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=1)
+    params = SamplingParams(
+        n=args.n, temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=1
+    )
     counts = Counter(t for g in HFEngine(model, tokenizer).generate(prompts, params) for t in g.response_ids)
     total, chosen, mass = sum(counts.values()), [], 0
     for token, count in counts.most_common():

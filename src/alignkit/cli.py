@@ -18,6 +18,9 @@ commands:
   rm            reward-model training (Bradley-Terry)
   dpo           preference optimisation on pairs: --loss dpo|cdpo|ipo|simpo|orpo|rpo
   kto           KTO on unpaired data (prompt, completion, boolean label)
+  rl            online RL (PPO, GRPO, Dr.GRPO, RLOO, REINFORCE++, DAPO, GSPO): --preset NAME
+  rejection-sample  best-of-n by reward -> an SFT file, or best-vs-worst pairs (--mode pairs)
+  report        plot a run's metrics to RUN_DIR/report.png
   serve-reward  serve a reward model or reward function over HTTP (127.0.0.1 by default)
   plan          plan where each role runs on a cluster (cost model + search)
   demo          the whole pipeline on embedded defaults, offline, on a CPU
@@ -102,6 +105,41 @@ def cmd_kto(argv: list[str]) -> int:
     return 0
 
 
+def cmd_rl(argv: list[str]) -> int:
+    from alignkit.config.rl import RLConfig
+    from alignkit.trainers.online_rl import run_rl
+
+    if argv and argv[0] in {"-h", "--help"}:
+        from alignkit.config.parse import presets
+
+        print(f"Presets (--preset NAME, applied before --config and flags): {', '.join(presets())}\n")
+    cfg = _parse(RLConfig, argv, "alignkit rl")
+    m = run_rl(cfg)
+    keys = [k for k in ("reward/mean", "kl", "eval_reward", "generate_tokens_per_s") if k in m]
+    print("rl done: " + ", ".join(f"{k} {m[k]:.4g}" for k in keys) + f"; run directory {cfg.output_dir}")
+    return 0
+
+
+def cmd_rejection_sample(argv: list[str]) -> int:
+    from alignkit.config.rl import RejectionSamplingConfig
+    from alignkit.trainers.rejection_sampling import run_rejection_sampling
+
+    cfg = _parse(RejectionSamplingConfig, argv, "alignkit rejection-sample")
+    m = run_rejection_sampling(cfg)
+    print(f"best-of-{cfg.rollout.n_samples_per_prompt}: {m['written']} of {m['prompts']} prompts, mean best reward "
+          f"{m['mean_best_reward']:.4g}, written to {cfg.output}")
+    return 0
+
+
+def cmd_report(argv: list[str]) -> int:
+    if len(argv) != 1 or argv[0].startswith("-"):
+        raise AlignkitError("usage: alignkit report RUN_DIR   (writes RUN_DIR/report.png from metrics.jsonl)")
+    from alignkit.metrics.report import write_report
+
+    print(f"report written to {write_report(argv[0])}")
+    return 0
+
+
 def cmd_plan(argv: list[str]) -> int:
     from alignkit.planner.command import main as plan_main
 
@@ -128,6 +166,9 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "rm": cmd_rm,
     "dpo": cmd_dpo,
     "kto": cmd_kto,
+    "rl": cmd_rl,
+    "rejection-sample": cmd_rejection_sample,
+    "report": cmd_report,
     "plan": cmd_plan,
     "serve-reward": cmd_serve_reward,
     "demo": cmd_demo,

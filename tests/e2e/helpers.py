@@ -23,3 +23,26 @@ def common_flags(model, data, out, steps, **extra):
     for k, v in extra.items():
         flags += [f"--{k}", v]
     return flags
+
+
+SEVENS = '''
+def sevens(prompts, responses, labels):
+    """Share of '7' characters: varies across samples of a random model and is easy to learn."""
+    return [r.count("7") / max(len(r), 1) for r in responses]
+'''
+
+
+def rl_flags(model, tmp_path, steps, **extra):
+    """Flags for a tiny, fast `alignkit rl` run rewarded by the share of '7's in the response."""
+    prompts = synth(tmp_path / "prompts.jsonl", kind="prompt", n=64)
+    fn = tmp_path / "reward_fn.py"
+    fn.write_text(SEVENS)
+    flags = [
+        "--model.path", model, "--data.train_files", prompts, "--output_dir", tmp_path / "rl",
+        "--train.max_steps", steps, "--train.batch_size", 4, "--train.micro_batch_size", 16,
+        "--rollout.n_samples_per_prompt", 4, "--rollout.max_new_tokens", 6, "--train.lr", 1e-3,
+        "--reward.function", f"{fn}:sevens", "--logging.progress", "false", "--data.max_length", 16,
+    ]
+    for k, v in extra.items():
+        flags += [f"--{k}", v]
+    return flags

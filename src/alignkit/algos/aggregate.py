@@ -65,3 +65,20 @@ def aggregate(loss_tok: Tensor, mask: Tensor, mode: str = "token_mean", denom: f
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     """Mean of ``x (batch, seq)`` over the masked tokens (0 if none); for metrics."""
     return aggregate(x, mask, "token_mean")
+
+
+def micro_denom(mode: str, step_tokens: float, step_seqs: float, micro_seqs: float, max_len: float) -> float:
+    """The `denom` to pass to `aggregate` for one micro-batch so that the micro-batch losses of an
+    optimizer step add up to the loss of the whole step (exact gradient accumulation).
+
+    token_mean: the step's masked-token count. seq_mean_token_mean: the step's sequence count.
+    seq_mean_token_sum_norm: `aggregate` divides by the micro-batch's own sequence count, so the
+    constant is rescaled by step_seqs / micro_seqs.
+    """
+    if mode == "token_mean":
+        return step_tokens
+    if mode == "seq_mean_token_mean":
+        return step_seqs
+    if mode == "seq_mean_token_sum_norm":
+        return max_len * step_seqs / max(micro_seqs, 1.0)
+    raise ValueError(f"unknown aggregation {mode!r}; choose one of {AGG_MODES}")

@@ -1,8 +1,10 @@
 """Checkpoints for exact resume: trainable weights, optimizer, scheduler, RNG states, data position.
 
-Layout of `checkpoints/step_N/`: `weights.safetensors` (trainable parameters only: frozen weights never
-change, so the base model folder restores them), `trainer_state.pt` (optimizer, scheduler, RNG states,
-step and data position, plus anything the trainer adds, such as a KL controller's state).
+Layout of `checkpoints/step_N/`: `<role>.safetensors` per trained model (`model` for the supervised
+trainers; `policy` and `critic` for online RL), holding trainable parameters only (frozen weights never
+change, so the base model folder restores them), and `trainer_state.pt` (each role's optimizer and
+scheduler, RNG states, step and data position, plus anything the trainer adds, such as a KL
+controller's state).
 """
 
 from __future__ import annotations
@@ -55,12 +57,13 @@ def trainable_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(
-    ckpt_dir: Path, model: torch.nn.Module, backend_state: dict[str, Any], state: TrainerState, keep: int
+    ckpt_dir: Path, models: dict[str, torch.nn.Module], backend_states: dict[str, Any], state: TrainerState, keep: int
 ) -> Path:
     path = ckpt_dir / f"step_{state.step}"
     with atomic_dir(path) as tmp:
-        save_file(trainable_weights(model), str(tmp / "weights.safetensors"))
-        torch.save({"backend": backend_state, "rng": rng_state(), "trainer": asdict(state)}, tmp / "trainer_state.pt")
+        for role, model in models.items():
+            save_file(trainable_weights(model), str(tmp / f"{role}.safetensors"))
+        torch.save({"backends": backend_states, "rng": rng_state(), "trainer": asdict(state)}, tmp / "trainer_state.pt")
     for old in list_checkpoints(ckpt_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return path
@@ -88,13 +91,18 @@ def resolve_resume(resume: str, ckpt_dir: Path) -> Path | None:
     return p
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module) -> tuple[TrainerState, dict[str, Any]]:
-    """Restore weights and RNG states; returns the trainer state and the backend's state to load."""
-    weights = load_file(str(path / "weights.safetensors"))
-    missing = set(trainable_weights(model)) - set(weights)
-    if missing:
-        raise AlignkitError(f"checkpoint {path} does not match the model: missing {sorted(missing)[:3]}")
-    model.load_state_dict(weights, strict=False)
+def load_checkpoint(path: Path, models: dict[str, torch.nn.Module]) -> tuple[TrainerState, dict[str, Any]]:
+    """Restore each role's weights and the RNG states; returns the trainer state and the backends'
+    states (by role) to load."""
+    for role, model in models.items():
+        file = path / f"{role}.safetensors"
+        if not file.is_file():
+            raise AlignkitError(f"checkpoint {path} has no weights for '{role}' ({file.name})")
+        weights = load_file(str(file))
+        missing = set(trainable_weights(model)) - set(weights)
+        if missing:
+            raise AlignkitError(f"checkpoint {path} does not match the {role} model: missing {sorted(missing)[:3]}")
+        model.load_state_dict(weights, strict=False)
     blob = torch.load(path / "trainer_state.pt", weights_only=False)
     set_rng_state(blob["rng"])
-    return TrainerState(**blob["trainer"]), blob["backend"]
+    return TrainerState(**blob["trainer"]), blob["backends"]

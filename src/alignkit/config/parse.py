@@ -119,10 +119,31 @@ def build_parser(cls: type, prog: str, description: str | None = None) -> Argume
     return parser
 
 
+PRESETS_DIR = Path(__file__).parent / "presets"
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def expand_preset(argv: list[str]) -> list[str]:
+    """`--preset NAME` -> `--config <package>/config/presets/NAME.yaml`, placed first so that the
+    user's own --config and flags override it."""
+    if "--preset" not in argv:
+        return argv
+    i = argv.index("--preset")
+    if i + 1 >= len(argv):
+        raise ConfigError(f"--preset needs a name: {', '.join(presets())}")
+    name = argv[i + 1]
+    if name not in presets():
+        raise ConfigError(f"unknown preset '{name}'{_suggest(name, presets())}; presets: {', '.join(presets())}")
+    return ["--config", str(PRESETS_DIR / f"{name}.yaml")] + argv[:i] + argv[i + 2 :]
+
+
 def parse_config(cls: type[T], argv: list[str], prog: str, description: str | None = None) -> T:
     """Parse `argv` (YAML via --config, then dotted overrides) into a frozen `cls`."""
     fields = flat_fields(cls)
-    argv = _normalise_argv(list(argv), fields)
+    argv = _normalise_argv(expand_preset(list(argv)), fields)
     for i, tok in enumerate(argv[:-1]):
         if tok == "--config":
             _check_yaml(argv[i + 1], fields)

@@ -8,7 +8,9 @@ from alignkit.errors import ConfigError
 DTYPES = ("float32", "bfloat16", "float16")
 
 
-def validate_run(cfg: RunConfig) -> None:
+def validate_run(cfg: RunConfig, accumulation: bool = True) -> None:
+    """Checks shared by every training command. `accumulation`: batch_size counts the same things as
+    micro_batch_size (supervised training), so it must be a multiple of it."""
     t, d = cfg.train, cfg.data
     if not cfg.model.path:
         raise ConfigError("--model.path is required: a local Hugging Face model folder")
@@ -18,7 +20,7 @@ def validate_run(cfg: RunConfig) -> None:
         raise ConfigError(f"--model.dtype must be one of {', '.join(DTYPES)}, got '{cfg.model.dtype}'")
     if t.batch_size < 1 or t.micro_batch_size < 1:
         raise ConfigError("--train.batch_size and --train.micro_batch_size must be at least 1")
-    if t.batch_size % t.micro_batch_size:
+    if accumulation and t.batch_size % t.micro_batch_size:
         raise ConfigError(
             f"--train.batch_size ({t.batch_size}) must be a multiple of --train.micro_batch_size ({t.micro_batch_size})"
         )

@@ -79,3 +79,27 @@ def pack(samples: list[TokenizedSample], pad_id: int, capacity: int = 0, packing
     # The first token of a sample has no prediction inside it, so it is never a target.
     mask[pos == 0] = 0.0
     return PackedBatch(ids, pos, seg, mask, len(samples))
+
+
+def pack_rows(ids: torch.Tensor, lengths: torch.Tensor, pad_id: int, capacity: int) -> tuple[PackedBatch, torch.Tensor]:
+    """Pack a right-padded `(n, L)` batch; returns the packed batch and `index` `(n, L)`: the flat
+    position (into `(rows * seq)`) of each token, or -1 on padding, so `unpack` can put per-token
+    results back in the `(n, L)` layout that sequence-level math (GAE, group advantages) needs."""
+    lens = lengths.tolist()
+    samples = [TokenizedSample(ids[i, :n].tolist(), [1] * n, "") for i, n in enumerate(lens)]
+    packed = pack(samples, pad_id, capacity, packing=True)
+    flat_seg = packed.seg_ids.reshape(-1)
+    order = torch.argsort(flat_seg * (flat_seg.numel() + 1) + torch.arange(flat_seg.numel()), stable=True)
+    first = int((flat_seg < 0).sum())  # padding sorts first (seg -1)
+    index = torch.full(ids.shape, -1, dtype=torch.long)
+    cols = torch.arange(ids.shape[1])
+    valid = cols[None, :] < lengths[:, None]
+    index[valid] = order[first:]
+    return packed, index
+
+
+def unpack(values: torch.Tensor, index: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+    """`(rows, seq)` per-token values of a packed batch -> `(n, L)` per `index` from `pack_rows`."""
+    flat = values.reshape(-1)
+    out = flat[index.clamp(min=0).to(flat.device)]
+    return out.masked_fill(index.to(flat.device) < 0, fill)

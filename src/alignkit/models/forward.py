@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from alignkit.algos.entropy import entropy_from_logits
 from alignkit.data.packing import PackedBatch
 
 
@@ -36,24 +37,40 @@ def model_inputs(model, batch: PackedBatch) -> dict[str, torch.Tensor]:
     return kwargs
 
 
-def gather_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-    """`(rows, seq)`: log p(token t | tokens < t) at position t; position 0 gets 0.
+def gather_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """`(rows, seq)`: log p(token t | tokens < t) at position t under softmax(logits / temperature);
+    position 0 gets 0.
 
     Computed as logit[target] - logsumexp(logits) in float32, which avoids materialising a second
     `(rows, seq, vocab)` tensor of log-softmax values.
     """
     logits = logits[:, :-1].float()
+    if temperature != 1.0:
+        logits = logits / temperature
     targets = input_ids[:, 1:]
     picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     lp = picked - torch.logsumexp(logits, dim=-1)
     return torch.nn.functional.pad(lp, (1, 0))
 
 
+def causal_forward(
+    model, batch: PackedBatch, temperature: float = 1.0, with_entropy: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Token log-probs `(rows, seq)` of a causal LM on a packed batch, and optionally the entropy of the
+    distribution each token was drawn from (same alignment). Positions that start a sample carry
+    garbage and must be masked by the caller (`batch.loss_mask` is)."""
+    logits = model(**model_inputs(model, batch), use_cache=False).logits
+    lp = gather_logprobs(logits, batch.input_ids, temperature)
+    if not with_entropy:
+        return lp, None
+    scaled = logits[:, :-1].float() / temperature
+    ent = torch.nn.functional.pad(entropy_from_logits(scaled), (1, 0))
+    return lp, ent
+
+
 def causal_logprobs(model, batch: PackedBatch) -> torch.Tensor:
-    """Token log-probs `(rows, seq)` of a causal LM on a packed batch; positions that start a sample
-    (no prediction inside it) carry garbage and must be masked by the caller (`batch.loss_mask` is)."""
-    out = model(**model_inputs(model, batch), use_cache=False)
-    return gather_logprobs(out.logits, batch.input_ids)
+    """Token log-probs `(rows, seq)` at temperature 1 (see `causal_forward`)."""
+    return causal_forward(model, batch)[0]
 
 
 def segment_last_index(seg_ids: torch.Tensor, n: int) -> torch.Tensor:
@@ -72,16 +89,29 @@ def segment_sum(values: torch.Tensor, seg_ids: torch.Tensor, n: int) -> torch.Te
     return torch.zeros(n, dtype=values.dtype, device=values.device).index_add(0, seg[valid], flat[valid])
 
 
+def _backbone_hidden(model, batch: PackedBatch) -> tuple[torch.nn.Module, torch.Tensor]:
+    """(the model under any peft wrapper, last hidden states `(rows, seq, hidden)`)."""
+    inner = _unwrap(model)
+    backbone = getattr(inner, inner.base_model_prefix)
+    return inner, backbone(**model_inputs(model, batch), use_cache=False).last_hidden_state
+
+
 def reward_scores(model, batch: PackedBatch) -> torch.Tensor:
     """`(n_samples,)` scalar reward of each sample: the score head applied to the hidden state of the
     sample's last token. Runs the backbone and the head directly because the transformers
     sequence-classification forward pools one position per row, which packing breaks."""
-    inner = _unwrap(model)
-    backbone = getattr(inner, inner.base_model_prefix)
-    hidden = backbone(**model_inputs(model, batch), use_cache=False).last_hidden_state
+    inner, hidden = _backbone_hidden(model, batch)
     last = segment_last_index(batch.seg_ids, batch.n_samples)
     h = hidden.reshape(-1, hidden.shape[-1])[last]
     return inner.score(h).squeeze(-1).float()
+
+
+def token_values(model, batch: PackedBatch) -> torch.Tensor:
+    """`(rows, seq)` critic values aligned with the actions: position t holds V(tokens < t), the
+    score head on the hidden state of token t - 1 (position 0 gets 0), like `gather_logprobs`."""
+    inner, hidden = _backbone_hidden(model, batch)
+    values = inner.score(hidden).squeeze(-1).float()
+    return torch.nn.functional.pad(values[:, :-1], (1, 0))
 
 
 def sequence_logps(model, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:

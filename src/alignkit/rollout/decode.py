@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+from transformers import DynamicCache
 
 from alignkit.rollout.base import SamplingParams
 from alignkit.rollout.kv_cache import reserved_cache
@@ -24,7 +26,7 @@ class Decoded:
 
     ids: list[int]
     logprobs: list[float]
-    finish_reason: str  # "stop" (stop id or stop string) or "length"
+    finish_reason: Literal["stop", "length"]  # stop: a stop id or stop string ended it
 
 
 @dataclass(frozen=True)
@@ -49,75 +51,94 @@ def decode(
     uniforms: (rows, max_new_tokens) in [0, 1) on the model's device, row i's draw for each step;
     None when greedy. Returns one Decoded per row, in row order.
     """
-    device = stop.ids.device
     rows_n, steps = len(expand), params.max_new_tokens
+    extra = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}
+    live, logits = _prefill(model, prompts, expand, steps, pad_id, extra)
+    tokens = torch.zeros((rows_n, steps), dtype=torch.long, device=logits.device)
+    logprobs = torch.zeros((rows_n, steps), dtype=torch.float32, device=logits.device)
+    ended = [steps] * rows_n  # tokens kept per row
+    reasons: list[Literal["stop", "length"]] = ["length"] * rows_n
+    for t in range(steps):
+        u = uniforms[live.rows, t] if uniforms is not None else None
+        tok, lp = sample(logits, u, params.temperature, params.top_k, params.top_p)
+        tokens[live.rows, t] = tok
+        logprobs[live.rows, t] = lp
+        finished = _finished(stop, tok, live.rows, tokens, t)  # one host sync per step
+        for _, row in finished:
+            ended[row], reasons[row] = t + 1, "stop"
+        if t == steps - 1 or len(finished) == len(tok):
+            break
+        if finished:
+            keep = torch.ones(len(tok), dtype=torch.bool)
+            keep[[i for i, _ in finished]] = False
+            keep = keep.nonzero().squeeze(1).to(tok.device)
+            live.keep(keep)  # finished rows stop costing compute and memory
+            tok = tok[keep]
+        out = model(
+            input_ids=tok[:, None],
+            attention_mask=live.mask[:, : live.seen + 1] if live.mask is not None else None,
+            position_ids=live.positions[:, None] + t,
+            past_key_values=live.cache,
+            use_cache=True,
+            **extra,
+        )
+        live.seen += 1
+        logits = out.logits[:, -1].float()
+
+    ids_list, lp_list = tokens.tolist(), logprobs.tolist()
+    return [Decoded(ids_list[r][: ended[r]], lp_list[r][: ended[r]], reasons[r]) for r in range(rows_n)]
+
+
+@dataclass
+class _Live:
+    """The rows still decoding, all indexed by batch row."""
+
+    rows: torch.Tensor  # (batch,) original row of each batch row
+    positions: torch.Tensor  # (batch,) position of each row's first generated token
+    mask: torch.Tensor | None  # (batch, width + steps) kv padding mask; None when no prompt is padded
+    cache: DynamicCache
+    seen: int  # kv positions in the cache (padded prompt width + tokens fed so far)
+
+    def keep(self, index: torch.Tensor) -> None:
+        """Keep only batch rows `index` (batch',), in the cache too."""
+        self.rows, self.positions = self.rows[index], self.positions[index]
+        self.mask = self.mask[index] if self.mask is not None else None
+        self.cache.batch_select_indices(index)
+
+
+def _prefill(
+    model, prompts: list[list[int]], expand: list[int], steps: int, pad_id: int, extra: dict
+) -> tuple[_Live, torch.Tensor]:
+    """Run the distinct prompts once (left-padded), then repeat cache rows per `expand`.
+
+    Returns the live batch of len(expand) rows and their next-token logits (rows, vocab) float32.
+    """
+    device = next(model.parameters()).device
     lengths = torch.tensor([len(p) for p in prompts], device=device)
     width = max(len(p) for p in prompts)
-    padded = bool((lengths < width).any())
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     for i, p in enumerate(prompts):  # left padding: every prompt ends where generation starts
         ids[i, width - len(p) :] = torch.tensor(p)
-    ids = ids.to(device)
-    prompt_mask = torch.arange(width, device=device)[None, :] >= (width - lengths)[:, None]
-
+    prompt_mask = (torch.arange(width, device=device)[None, :] >= (width - lengths)[:, None]).long()
+    padded = bool((lengths < width).any())
     cache = reserved_cache(model.config, width + steps)
-    extra = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}
     out = model(
-        input_ids=ids,
-        attention_mask=prompt_mask.long() if padded else None,
-        position_ids=(prompt_mask.long().cumsum(-1) - 1).clamp_min(0),
+        input_ids=ids.to(device),
+        attention_mask=prompt_mask if padded else None,
+        position_ids=(prompt_mask.cumsum(-1) - 1).clamp_min(0),
         past_key_values=cache,
         use_cache=True,
         **extra,
     )
-    expand_t = torch.tensor(expand, device=device)
-    logits = out.logits[:, -1].float()[expand_t]
+    index = torch.tensor(expand, device=device)
     if expand != list(range(len(prompts))):
-        cache.batch_select_indices(expand_t)  # the n samples of a prompt share its prefill
-    # kv mask for every step at once: prompt padding, then ones; sliced to the length seen so far
-    mask = torch.ones((rows_n, width + steps), dtype=torch.long, device=device) if padded else None
-    if mask is not None:
-        mask[:, :width] = prompt_mask[expand_t]
-    positions = lengths[expand_t]  # position of the first generated token
-
-    rows = torch.arange(rows_n, device=device)  # which original row each batch row is
-    tokens = torch.zeros((rows_n, steps), dtype=torch.long, device=device)
-    logprobs = torch.zeros((rows_n, steps), dtype=torch.float32, device=device)
-    ended = [steps] * rows_n  # tokens kept per row
-    reasons = ["length"] * rows_n
-    for t in range(steps):
-        u = uniforms[rows, t] if uniforms is not None else None
-        tok, lp = sample(logits, u, params.temperature, params.top_k, params.top_p)
-        tokens[rows, t] = tok
-        logprobs[rows, t] = lp
-        finished = _finished(stop, tok, rows, tokens, t)  # one host sync per step
-        for _, row in finished:
-            ended[row], reasons[row] = t + 1, "stop"
-        if t == steps - 1:
-            break
-        if finished:
-            keep = torch.ones(len(rows), dtype=torch.bool)
-            keep[[i for i, _ in finished]] = False
-            if not keep.any():
-                break
-            keep = keep.nonzero().squeeze(1).to(device)
-            rows, tok, positions = rows[keep], tok[keep], positions[keep]
-            mask = mask[keep] if mask is not None else None
-            cache.batch_select_indices(keep)  # finished rows stop costing compute and memory
-        out = model(
-            input_ids=tok[:, None],
-            attention_mask=mask[:, : width + t + 1] if mask is not None else None,
-            position_ids=(positions + t)[:, None],
-            past_key_values=cache,
-            use_cache=True,
-            **extra,
-        )
-        logits = out.logits[:, -1].float()
-
-    ids_list, lp_list = tokens.tolist(), logprobs.tolist()
-    return [
-        Decoded(ids_list[r][: ended[r]], lp_list[r][: ended[r]], reasons[r]) for r in range(rows_n)
-    ]
+        cache.batch_select_indices(index)  # the n samples of a prompt share its prefill
+    mask = None
+    if padded:  # the kv mask for every step at once: prompt padding, then ones
+        mask = torch.ones((len(expand), width + steps), dtype=torch.long, device=device)
+        mask[:, :width] = prompt_mask[index]
+    live = _Live(torch.arange(len(expand), device=device), lengths[index], mask, cache, width)
+    return live, out.logits[:, -1].float()[index]
 
 
 def _finished(
@@ -133,11 +154,15 @@ def _finished(
     hit = flagged.nonzero().squeeze(1)
     if hit.numel() == 0:
         return []
-    pairs = zip(hit.tolist(), rows[hit].tolist())
+    pairs = zip(hit.tolist(), rows[hit].tolist(), strict=True)
     if strings is None:
         return list(pairs)
     recent = tokens[rows[hit], max(0, t + 1 - strings.window) : t + 1].tolist()
-    return [p for p, is_stop, ids in zip(pairs, stopped[hit].tolist(), recent) if is_stop or strings.completes(ids)]
+    return [
+        p
+        for p, is_stop, ids in zip(pairs, stopped[hit].tolist(), recent, strict=True)
+        if is_stop or strings.completes(ids)
+    ]
 
 
 def _accepts_logits_to_keep(model) -> bool:

@@ -10,7 +10,7 @@ size and whichever rows finish early.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal, cast
+from typing import cast
 
 import torch
 
@@ -32,22 +32,29 @@ class HFEngine:
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.max_batch = max_batch
-        self.vocab = model.get_output_embeddings().weight.shape[0]
-        self._pieces: list[str] | None = None  # each token's text alone, built on the first stop string
+        self.vocab = model.config.get_text_config().vocab_size  # the logits' last dimension
+        # padding is masked out, so any id does; prefer the tokenizer's own
+        self.pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
+        # stop-string tables cost a pass over the vocabulary; RL asks for the same stops every step
+        self._stop_strings: dict[tuple[str, ...], StopStrings] = {}
 
     @torch.inference_mode()
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
         """`params.n` generations per prompt, prompt-major (prompt 0's n samples first)."""
         _check(prompts, params, self.model)
+        if not prompts:
+            return []
         n, steps = params.n, params.max_new_tokens
         total = len(prompts) * n
         uniforms = None
-        if params.temperature > 0:
+        if params.temperature > 0:  # one draw per (sequence, step); row = global sequence id
             gen = torch.Generator()
-            gen.manual_seed(params.seed) if params.seed is not None else gen.seed()
-            uniforms = torch.rand((total, steps), generator=gen)  # row = global sequence id
+            if params.seed is None:
+                gen.seed()  # fresh entropy; the global RNG is never touched
+            else:
+                gen.manual_seed(params.seed)
+            uniforms = torch.rand((total, steps), generator=gen)
         stop = self._stop_rules(params)
-        pad_id = next(i for i in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id, 0) if i is not None)
 
         by_length = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         seqs = [p * n + j for p in by_length for j in range(n)]  # global ids, p * n + sample
@@ -59,14 +66,19 @@ class HFEngine:
             local = {p: i for i, p in enumerate(distinct)}
             u = uniforms[ids].to(self.device) if uniforms is not None else None
             rows = decode(
-                self.model, [prompts[p] for p in distinct], [local[s // n] for s in ids], u, params, stop, pad_id
+                self.model,
+                [prompts[p] for p in distinct],
+                [local[s // n] for s in ids],
+                u,
+                params,
+                stop,
+                self.pad_id,
             )
             texts = self.tokenizer.batch_decode([r.ids for r in rows], skip_special_tokens=True)
-            for s, r, text in zip(ids, rows, texts):
+            for s, r, text in zip(ids, rows, texts, strict=True):
                 if stop.strings is not None:
                     text = stop.strings.cut(text)
-                reason = cast(Literal["stop", "length"], r.finish_reason)
-                out[s] = Generation(s // n, r.ids, r.logprobs, reason, text)
+                out[s] = Generation(s // n, r.ids, r.logprobs, r.finish_reason, text)
         return cast(list[Generation], out)
 
     @torch.no_grad()
@@ -80,7 +92,9 @@ class HFEngine:
         for name, tensor in named_tensors:
             param = params.get(name)
             if param is None:
-                raise AlignkitError(f"load_weights: unknown parameter {name!r}: the rollout model has no such name")
+                raise AlignkitError(
+                    f"load_weights: unknown parameter {name!r}: the rollout model has no such name"
+                )
             if param.shape != tensor.shape:
                 raise AlignkitError(
                     f"load_weights: {name!r} has shape {tuple(tensor.shape)} but the rollout model's "
@@ -97,12 +111,16 @@ class HFEngine:
         """Nothing to restore: weights stay in place and the cache is rebuilt per call."""
 
     def _stop_rules(self, params: SamplingParams) -> StopRules:
-        ids = stop_id_table(eos_ids(self.tokenizer, self.model) | set(params.stop_token_ids), self.vocab, self.device)
+        ids = stop_id_table(
+            eos_ids(self.tokenizer, self.model) | set(params.stop_token_ids), self.vocab, self.device
+        )
         if not any(params.stop):
             return StopRules(ids, None)
-        if self._pieces is None:
-            self._pieces = self.tokenizer.batch_decode([[i] for i in range(self.vocab)], skip_special_tokens=True)
-        return StopRules(ids, StopStrings(params.stop, self._pieces, self.tokenizer, self.device))
+        key = tuple(params.stop)
+        if key not in self._stop_strings:
+            pieces = self.tokenizer.batch_decode([[i] for i in range(self.vocab)], skip_special_tokens=True)
+            self._stop_strings[key] = StopStrings(params.stop, pieces, self.tokenizer, self.device)
+        return StopRules(ids, self._stop_strings[key])
 
 
 def _check(prompts: list[list[int]], params: SamplingParams, model) -> None:

@@ -18,7 +18,9 @@ def reserved_cache(config, capacity: int) -> DynamicCache:
     Other layer kinds (sliding window, linear attention, ...) keep transformers' own classes.
     """
     cache = DynamicCache(config=config)
-    cache.layers = [ReservedLayer(capacity) if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    cache.layers = [
+        ReservedLayer(capacity) if type(layer) is DynamicLayer else layer for layer in cache.layers
+    ]
     return cache
 
 

@@ -12,7 +12,11 @@ import torch
 
 
 def sample(
-    logits: torch.Tensor, uniforms: torch.Tensor | None, temperature: float, top_k: int = 0, top_p: float = 1.0
+    logits: torch.Tensor,
+    uniforms: torch.Tensor | None,
+    temperature: float,
+    top_k: int = 0,
+    top_p: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pick one token per row.
 
@@ -62,7 +66,9 @@ def inverse_cdf(weights: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
     """
     cdf = weights.cumsum(-1)
     total = cdf[:, -1:]
-    target = torch.minimum(uniforms.to(cdf.dtype)[:, None] * total, torch.nextafter(total, torch.zeros_like(total)))
+    target = torch.minimum(
+        uniforms.to(cdf.dtype)[:, None] * total, torch.nextafter(total, torch.zeros_like(total))
+    )
     return torch.searchsorted(cdf, target, right=True).squeeze(-1)
 
 

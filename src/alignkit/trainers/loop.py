@@ -79,7 +79,6 @@ def train_supervised(
     train: Sequence,
     evals: Sequence,
     total_steps: int,
-    on_checkpoint_extra: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Run to `total_steps`; returns the last logged metrics (eval included when there is eval data)."""
     cfg = run.cfg
@@ -87,8 +86,8 @@ def train_supervised(
     per_epoch = len(train) // t.batch_size
     state = TrainerState()
     if run.resume_from is not None:
-        state, backend_state = load_checkpoint(run.resume_from, backend.model)
-        backend.load_state_dict(backend_state)
+        state, backend_states = load_checkpoint(run.resume_from, {"model": backend.model})
+        backend.load_state_dict(backend_states["model"])
         log.info("resumed from %s at step %d", run.resume_from, state.step)
     logger = MetricsLogger(run.dir, cfg.logging, state.step if run.resume_from else None, config_dict(cfg))
     bar = progress_bar(total_steps, state.step, run.dir.name, cfg.logging.progress)
@@ -124,8 +123,8 @@ def train_supervised(
             bar.update(1)
             bar.set_postfix(short(metrics, ("loss", "accuracy", "eval_loss", "tokens_per_s")))
             if cfg.checkpoint.save_steps and state.step % cfg.checkpoint.save_steps == 0 and not is_last:
-                state.extra = dict(on_checkpoint_extra or {})
-                save_checkpoint(run.ckpt_dir, backend.model, backend.state_dict(), state, cfg.checkpoint.keep)
+                save_checkpoint(run.ckpt_dir, {"model": backend.model}, {"model": backend.state_dict()}, state,
+                                cfg.checkpoint.keep)
     finally:
         bar.close()
         logger.close()

@@ -1,0 +1,130 @@
+"""Typed configuration of online RL. An algorithm is data: an advantage estimator, a policy loss, a
+KL placement and whether a critic exists (see config/presets/ for PPO, GRPO, DAPO, ...)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from alignkit.config.reward import RewardConfig
+from alignkit.config.rollout import RolloutConfig
+from alignkit.config.schema import DataConfig, ModelConfig, RefConfig, RunConfig
+
+
+@dataclass(frozen=True)
+class AlgoConfig:
+    """The algorithm: estimator, losses, KL, and the shaping of rewards and batches."""
+
+    advantage: str = "grpo"
+    """Advantage estimator: gae (PPO, needs a critic), grpo, dr_grpo, rloo, reinforce (REINFORCE++), reinforce_baseline."""
+    policy_loss: str = "ppo"
+    """Policy loss: ppo (clipped surrogate, token ratios) or gspo (sequence-level ratio)."""
+    clip_low: float = 0.2
+    """Lower clip range epsilon_low: the ratio is clipped at 1 - clip_low."""
+    clip_high: float = 0.2
+    """Upper clip range epsilon_high (DAPO clip-higher: 0.28)."""
+    dual_clip: float | None = None
+    """Dual-clip constant c > 1 bounding the loss of negative-advantage tokens; None disables."""
+    loss_agg: str = "seq_mean_token_mean"
+    """Loss aggregation: token_mean (DAPO), seq_mean_token_mean (GRPO), seq_mean_token_sum_norm (Dr.GRPO)."""
+    gamma: float = 1.0
+    """Discount factor (gae, reinforce)."""
+    lam: float = 0.95
+    """GAE lambda."""
+    kl_coef: float = 0.0
+    """KL coefficient to the reference; 0 loads no reference model."""
+    kl_estimator: str = "k3"
+    """KL estimator: k1, k2 or k3 (Schulman's approximations)."""
+    kl_in_reward: bool = False
+    """Put the KL penalty into the per-token reward (PPO-RLHF) instead of the loss (GRPO)."""
+    kl_target: float | None = None
+    """Adaptive KL: steer the measured KL to this target (Ziegler et al.); None keeps kl_coef fixed."""
+    kl_horizon: int = 10000
+    """Adaptive KL horizon in samples."""
+    entropy_coef: float = 0.0
+    """Entropy bonus coefficient (entropy is always logged)."""
+    ppo_epochs: int = 1
+    """Passes over each rollout batch."""
+    mini_batches: int = 1
+    """Optimizer steps per pass: the rollout batch is split into this many mini-batches."""
+    value_clip: float | None = 0.2
+    """Critic value clipping range around the old values; None disables."""
+    critic_warmup_steps: int = 0
+    """Steps at the start that train only the critic."""
+    dynamic_sampling: bool = False
+    """DAPO: drop prompt groups whose rewards are all equal and draw more prompts to fill the batch."""
+    max_sampling_tries: int = 4
+    """Most generation rounds per step when dynamic sampling refills the batch."""
+    overlong_buffer: int = 0
+    """DAPO overlong shaping: responses within this many tokens of max_new_tokens are penalised linearly (0 disables)."""
+    overlong_penalty: float = 1.0
+    """Penalty at the length limit for overlong shaping."""
+
+
+@dataclass(frozen=True)
+class CriticConfig:
+    """The value model of PPO (loaded only when the estimator is gae)."""
+
+    path: str = ""
+    """Critic initialisation: a model folder (a reward model works well); empty starts from the policy."""
+    lr: float = 5e-6
+    """Critic learning rate."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Held-out evaluation: greedy responses to the held-out prompts (data.eval_files, or
+    data.eval_fraction of the training prompts), scored by the reward."""
+
+    steps: int = 0
+    """Evaluate every N steps (and before the first and after the last step); 0: only before and after."""
+    max_prompts: int = 256
+    """Evaluate on at most this many prompts."""
+
+
+@dataclass(frozen=True)
+class RLConfig(RunConfig):
+    """Online RL: generate, score, compute advantages, update the policy (and critic); one loop for every algorithm."""
+
+    output_dir: str = "runs/rl"
+    """Run directory: config.yaml, metrics.jsonl, checkpoints/, final/, report.png."""
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    """The algorithm."""
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    """Generation."""
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    """Rewards."""
+    ref: RefConfig = field(default_factory=RefConfig)
+    """Reference model for the KL term."""
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    """Critic (PPO)."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Held-out evaluation."""
+    executor: str = "local"
+    """Where roles run: local (one process)."""
+
+
+@dataclass(frozen=True)
+class RejectionSamplingConfig:
+    """Best-of-n: sample n responses per prompt, score them, keep the best (an SFT file) or the best
+    and worst (a pair file for iterative DPO)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The model that samples."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """The prompts (data.train_files; prompt_key and label_key name the fields)."""
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    """Sampling (n_samples_per_prompt is the n of best-of-n)."""
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    """Rewards."""
+    output: str = "data/best_of_n.jsonl"
+    """Output JSON-lines file."""
+    mode: str = "sft"
+    """sft: {prompt, response, reward} of the best sample; pairs: {prompt, chosen, rejected} best vs worst."""
+    min_reward: float | None = None
+    """Skip prompts whose best reward is below this."""
+    batch_size: int = 32
+    """Prompts per generation call."""
+    device: str = "auto"
+    """cpu, cuda, cuda:N, or auto."""
+    seed: int = 42
+    """Sampling seed."""

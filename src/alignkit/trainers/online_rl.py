@@ -1,0 +1,267 @@
+"""`alignkit rl`: one controller loop for every online algorithm (PPO, GRPO, Dr.GRPO, RLOO,
+REINFORCE++, DAPO, GSPO). An algorithm is its config (config/rl.py, presets in config/presets/).
+
+A step: generate n responses per prompt -> score -> (dynamic sampling) -> policy / reference / critic
+forward passes -> advantages -> PPO epochs of mini-batch updates -> weights to the rollout engine.
+The roles are created through an executor; this loop never knows where they run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import torch
+
+from alignkit.algos.kl import AdaptiveKLController, FixedKLController
+from alignkit.algos.objective import PolicyObjective
+from alignkit.algos.shaping import informative_groups
+from alignkit.checkpoint.export import export_hf
+from alignkit.checkpoint.state import TrainerState, load_checkpoint, save_checkpoint
+from alignkit.config.rl import RLConfig
+from alignkit.metrics.logger import MetricsLogger
+from alignkit.metrics.progress import progress_bar, short
+from alignkit.metrics.report import write_report
+from alignkit.models.load import load_tokenizer
+from alignkit.orchestration.local import LocalExecutor
+from alignkit.rollout.base import Generation, SamplingParams
+from alignkit.trainers.prompts import Prompt, PromptStream, to_prompt
+from alignkit.trainers.rl_experience import layout, shape_rewards, with_advantages
+from alignkit.trainers.rl_metrics import batch_metrics, mean_metrics
+from alignkit.trainers.rl_validate import validate_rl
+from alignkit.trainers.run import Run, config_dict, load_records, start_run
+from alignkit.workers.critic import CriticWorker
+from alignkit.workers.experience import Experience
+from alignkit.workers.policy import PolicyWorker
+from alignkit.workers.reference import ReferenceWorker
+from alignkit.workers.reward import RewardWorker
+from alignkit.workers.rollout import RolloutWorker
+
+log = logging.getLogger("alignkit")
+
+
+@dataclass
+class Scored:
+    """One generation round: the prompts, their responses, the rewards and reward components."""
+
+    prompts: list[Prompt]
+    gens: list[Generation]
+    rewards: torch.Tensor
+    components: dict[str, torch.Tensor]
+
+
+class OnlineRL:
+    def __init__(self, cfg: RLConfig, run: Run, executor=None):
+        self.cfg, self.run, a = cfg, run, cfg.algo
+        self.executor = executor or LocalExecutor()
+        tokenizer = load_tokenizer(cfg.model)
+        self.pad_id = tokenizer.pad_token_id
+        train_recs, eval_recs = load_records(cfg)
+        self.stream = PromptStream([to_prompt(r, tokenizer, cfg.data) for r in train_recs], cfg.seed)
+        self.eval_prompts = [to_prompt(r, tokenizer, cfg.data) for r in eval_recs[: cfg.eval.max_prompts]]
+        self.updates_per_step = a.ppo_epochs * a.mini_batches
+        n_updates = cfg.train.max_steps * self.updates_per_step
+        ex = self.executor
+        self.policy = ex.create("policy", PolicyWorker, cfg, n_updates)
+        self.rollout = ex.create("rollout", RolloutWorker, cfg)
+        self.reward = ex.create("reward", RewardWorker, cfg)
+        self.ref = ex.create("reference", ReferenceWorker, cfg) if a.kl_coef > 0 else None
+        self.critic = ex.create("critic", CriticWorker, cfg, n_updates) if a.advantage == "gae" else None
+        self.kl_ctl = (AdaptiveKLController(a.kl_coef, a.kl_target, a.kl_horizon) if a.kl_target
+                       else FixedKLController(a.kl_coef))
+        self.tokenizer = tokenizer
+        self.state = TrainerState()
+
+    # -- one step ---------------------------------------------------------------------------
+    def sampling(self, step: int, attempt: int) -> SamplingParams:
+        return self.cfg.rollout.sampling_params(seed=self.cfg.seed * 1_000_003 + step * 101 + attempt)
+
+    def generate_and_score(self, prompts: list[Prompt], params: SamplingParams, timings: dict[str, float]) -> Scored:
+        t0 = time.perf_counter()
+        gens = self.rollout.generate([p.ids for p in prompts], params)
+        t1 = time.perf_counter()
+        out = self.reward.score([prompts[g.prompt_index].text for g in gens], [g.text for g in gens],
+                                [prompts[g.prompt_index].label for g in gens])
+        timings["timing/generate"] += t1 - t0
+        timings["timing/score"] += time.perf_counter() - t1
+        rewards = shape_rewards(out.scores.float(), gens, self.cfg.algo, self.cfg.rollout.max_new_tokens)
+        return Scored(prompts, gens, rewards, out.components)
+
+    def collect(self, step: int, timings: dict[str, float]) -> tuple[list[Scored], dict[str, float]]:
+        """Generation rounds for one step. With dynamic sampling, groups whose rewards are all equal
+        are dropped and more prompts drawn until the batch is full or the tries run out."""
+        a, want = self.cfg.algo, self.cfg.train.batch_size
+        n = self.cfg.rollout.n_samples_per_prompt
+        kept: list[Scored] = []
+        have, dropped, tries = 0, 0, 0
+        while have < want and tries < max(1, a.max_sampling_tries if a.dynamic_sampling else 1):
+            scored = self.generate_and_score(self.stream.take(want - have if tries else want),
+                                             self.sampling(step, tries), timings)
+            tries += 1
+            if a.dynamic_sampling:
+                groups = torch.tensor([g.prompt_index for g in scored.gens])
+                informative = informative_groups(scored.rewards, groups).view(-1, n)[:, 0]
+                dropped += int((~informative).sum())
+                # Keep the first informative groups that fit; extra ones of the last round are unused.
+                keep_groups = informative & (informative.cumsum(0) <= want - have)
+                if not keep_groups.any():
+                    if tries == a.max_sampling_tries and not kept:
+                        kept.append(scored)  # nothing informative at all: train on the last round
+                    continue
+                scored = _select(scored, keep_groups.repeat_interleave(n))
+            kept.append(scored)
+            have += len({g.prompt_index for g in scored.gens})
+        return kept, {"dynamic_sampling/dropped_groups": dropped, "dynamic_sampling/tries": tries}
+
+    def make_experience(self, rounds: list[Scored], timings: dict[str, float]) -> Experience:
+        parts, offset = [], 0
+        for r in rounds:
+            parts.append(layout(r.prompts, r.gens, offset, self.pad_id))
+            offset += len(r.prompts)
+        width = max(p["input_ids"].shape[1] for p in parts)
+        cat = {k: _cat([p[k] for p in parts], width, self.pad_id if k == "input_ids" else 0) for k in parts[0]}
+        exp = Experience(**cat, rewards=torch.cat([r.rewards for r in rounds]), version=self.state.step)
+        t0 = time.perf_counter()
+        a = self.cfg.algo
+        if self.updates_per_step > 1 or (a.kl_in_reward and self.ref is not None):
+            exp = exp.with_(old_logp=self.policy.logprobs(exp))
+        if self.ref is not None:
+            exp = exp.with_(ref_logp=self.ref.logprobs(exp))
+        if self.critic is not None:
+            exp = exp.with_(values=self.critic.values(exp))
+        timings["timing/logprobs"] += time.perf_counter() - t0
+        return with_advantages(exp, a, self.kl_ctl.value)
+
+    def objective(self) -> PolicyObjective:
+        a = self.cfg.algo
+        return PolicyObjective(
+            loss=a.policy_loss, clip_low=a.clip_low, clip_high=a.clip_high, dual_clip=a.dual_clip, agg=a.loss_agg,
+            kl_coef=0.0 if a.kl_in_reward else self.kl_ctl.value, kl_estimator=a.kl_estimator,
+            entropy_coef=a.entropy_coef,
+        )
+
+    def train_on(self, exp: Experience, step: int, timings: dict[str, float]) -> dict[str, float]:
+        a, t0 = self.cfg.algo, time.perf_counter()
+        obj, updates = self.objective(), []
+        train_policy = step >= a.critic_warmup_steps or self.critic is None
+        gen = torch.Generator().manual_seed(self.cfg.seed * 7919 + step)
+        for _ in range(a.ppo_epochs):
+            order = torch.randperm(exp.n, generator=gen) if a.mini_batches > 1 else torch.arange(exp.n)
+            for idx in order.chunk(a.mini_batches):
+                mb, m = exp.select(idx), {}
+                if self.critic is not None:
+                    m |= self.critic.update(mb, a.value_clip, a.loss_agg)
+                if train_policy:
+                    m |= self.policy.update(mb, obj)
+                updates.append(m)
+        timings["timing/train"] += time.perf_counter() - t0
+        return mean_metrics(updates)
+
+    def sync(self, timings: dict[str, float]) -> None:
+        t0 = time.perf_counter()
+        self.rollout.load_weights(self.policy.weights())
+        timings["timing/sync"] += time.perf_counter() - t0
+
+    def step(self, step: int) -> dict[str, float]:
+        timings = dict.fromkeys(("timing/generate", "timing/score", "timing/logprobs", "timing/train", "timing/sync"), 0.0)
+        t0 = time.perf_counter()
+        rounds, ds_metrics = self.collect(step, timings)
+        exp = self.make_experience(rounds, timings)
+        metrics = batch_metrics(exp, rounds, self.cfg.rollout.max_new_tokens)
+        metrics |= self.train_on(exp, step, timings)
+        if "kl" in metrics:
+            self.kl_ctl.update(metrics["kl"], exp.n)
+        self.sync(timings)
+        dt = time.perf_counter() - t0
+        gen_tokens = sum(len(g.response_ids) for r in rounds for g in r.gens)
+        metrics |= ds_metrics if self.cfg.algo.dynamic_sampling else {}
+        metrics |= timings | {"kl_coef": self.kl_ctl.value, "step_time_s": dt, "tokens_per_s": gen_tokens / dt,
+                              "generate_tokens_per_s": gen_tokens / max(timings["timing/generate"], 1e-9)}
+        metrics["loss"] = metrics.get("pg_loss", 0.0)
+        return metrics
+
+    # -- evaluation, checkpoints, the loop -------------------------------------------------------
+    def evaluate(self) -> dict[str, float]:
+        if not self.eval_prompts:
+            return {}
+        params = SamplingParams(n=1, temperature=0.0, max_new_tokens=self.cfg.rollout.max_new_tokens,
+                                stop=list(self.cfg.rollout.stop))
+        timings = {"timing/generate": 0.0, "timing/score": 0.0}
+        s = self.generate_and_score(self.eval_prompts, params, timings)
+        out = {"eval_reward": float(s.rewards.mean())}
+        out |= {f"eval_reward/{k}": float(v.float().mean()) for k, v in s.components.items()}
+        return out
+
+    def models(self) -> tuple[dict, dict]:
+        roles = {"policy": self.policy} | ({"critic": self.critic} if self.critic is not None else {})
+        return {k: w.model for k, w in roles.items()}, {k: w.backend for k, w in roles.items()}
+
+    def save(self) -> None:
+        models, backends = self.models()
+        self.state.epoch, self.state.sample_offset = self.stream.epoch, self.stream.offset
+        self.state.extra = {"kl": self.kl_ctl.state_dict()}
+        save_checkpoint(self.run.ckpt_dir, models, {k: b.state_dict() for k, b in backends.items()}, self.state,
+                        self.cfg.checkpoint.keep)
+
+    def resume(self) -> None:
+        models, backends = self.models()
+        self.state, states = load_checkpoint(self.run.resume_from, models)
+        for k, b in backends.items():
+            b.load_state_dict(states[k])
+        self.stream.epoch, self.stream.offset = self.state.epoch, self.state.sample_offset
+        self.kl_ctl.load_state_dict(self.state.extra["kl"])
+        self.sync({"timing/sync": 0.0})  # the engine still holds the starting weights
+        log.info("resumed from %s at step %d", self.run.resume_from, self.state.step)
+
+    def train(self) -> dict[str, float]:
+        cfg, total = self.cfg, self.cfg.train.max_steps
+        if self.run.resume_from is not None:
+            self.resume()
+        logger = MetricsLogger(self.run.dir, cfg.logging, self.state.step if self.run.resume_from else None,
+                               config_dict(cfg))
+        bar = progress_bar(total, self.state.step, self.run.dir.name, cfg.logging.progress)
+        start, last = time.perf_counter(), {}
+        try:
+            if self.state.step == 0 and self.eval_prompts:
+                logger.log(0, self.evaluate())
+            while self.state.step < total:
+                metrics = self.step(self.state.step)
+                self.state.step += 1
+                is_last = self.state.step == total
+                if is_last or (cfg.eval.steps and self.state.step % cfg.eval.steps == 0):
+                    metrics |= self.evaluate()
+                metrics["elapsed_s"] = time.perf_counter() - start
+                if self.state.step % cfg.logging.log_steps == 0 or is_last:
+                    logger.log(self.state.step, metrics)
+                last = metrics
+                bar.update(1)
+                bar.set_postfix(short(metrics, ("reward/mean", "kl", "eval_reward", "generate_tokens_per_s")))
+                if cfg.checkpoint.save_steps and self.state.step % cfg.checkpoint.save_steps == 0 and not is_last:
+                    self.save()
+        finally:
+            bar.close()
+            logger.close()
+            self.executor.shutdown()
+        return last
+
+
+def _select(s: Scored, keep: torch.Tensor) -> Scored:
+    idx = keep.nonzero().flatten().tolist()
+    return Scored(s.prompts, [s.gens[i] for i in idx], s.rewards[keep], {k: v[keep] for k, v in s.components.items()})
+
+
+def _cat(tensors: list[torch.Tensor], width: int, pad: int) -> torch.Tensor:
+    if tensors[0].dim() == 1:
+        return torch.cat(tensors)
+    return torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1]), value=pad) for t in tensors])
+
+
+def run_rl(cfg: RLConfig) -> dict[str, float]:
+    validate_rl(cfg)
+    run = start_run(cfg)
+    trainer = OnlineRL(cfg, run)
+    last = trainer.train()
+    export_hf(trainer.policy.model, trainer.tokenizer, run.dir / "final")
+    write_report(run.dir)
+    return last

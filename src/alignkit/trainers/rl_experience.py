@@ -1,0 +1,73 @@
+"""From generations and rewards to a training batch: layout, reward shaping, KL penalty, advantages."""
+
+from __future__ import annotations
+
+import torch
+
+from alignkit.algos.advantages import ADVANTAGE_ESTIMATORS, AdvantageInput
+from alignkit.algos.kl import kl_estimate
+from alignkit.algos.shaping import overlong_penalty
+from alignkit.config.rl import AlgoConfig
+from alignkit.rollout.base import Generation
+from alignkit.trainers.prompts import Prompt
+from alignkit.workers.experience import Experience
+
+
+def layout(prompts: list[Prompt], gens: list[Generation], group_offset: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """Rows of prompt + response, right-padded: input_ids, lengths, response_mask, behaviour_logp,
+    group_ids (`group_offset + prompt_index`, so several generation rounds keep distinct groups)."""
+    rows = [prompts[g.prompt_index].ids + g.response_ids for g in gens]
+    n, width = len(rows), max(len(r) for r in rows)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((n, width))
+    blp = torch.zeros((n, width))
+    for i, (row, g) in enumerate(zip(rows, gens, strict=True)):
+        start = len(prompts[g.prompt_index].ids)
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, start : len(row)] = 1.0
+        blp[i, start : len(row)] = torch.tensor(g.logprobs)
+    return {
+        "input_ids": ids,
+        "lengths": torch.tensor([len(r) for r in rows]),
+        "response_mask": mask,
+        "behaviour_logp": blp,
+        "group_ids": torch.tensor([group_offset + g.prompt_index for g in gens]),
+    }
+
+
+def shape_rewards(scores: torch.Tensor, gens: list[Generation], algo: AlgoConfig, max_new_tokens: int) -> torch.Tensor:
+    """The reward after DAPO's overlong shaping (when enabled)."""
+    if not algo.overlong_buffer:
+        return scores
+    lengths = torch.tensor([len(g.response_ids) for g in gens])
+    return scores + overlong_penalty(lengths, max_new_tokens, algo.overlong_buffer, algo.overlong_penalty)
+
+
+def kl_reward(exp: Experience, algo: AlgoConfig, coef: float) -> torch.Tensor | None:
+    """Per-token reward -coef * KL(policy || ref) when the KL is placed in the reward."""
+    if not (algo.kl_in_reward and coef and exp.ref_logp is not None):
+        return None
+    kl = kl_estimate(exp.old_logp, exp.ref_logp, algo.kl_estimator)
+    return -coef * kl * exp.response_mask
+
+
+# Estimators that see one reward per sequence: a per-token KL penalty is summed into it (RLOO with
+# the KL in the reward, as in Ahmadian et al. 2024).
+SEQUENCE_LEVEL = {"grpo", "dr_grpo", "rloo"}
+
+
+def with_advantages(exp: Experience, algo: AlgoConfig, kl_coef: float) -> Experience:
+    rewards, token_rewards = exp.rewards, kl_reward(exp, algo, kl_coef)
+    if token_rewards is not None and algo.advantage in SEQUENCE_LEVEL:
+        rewards, token_rewards = rewards + token_rewards.sum(-1), None
+    inp = AdvantageInput(
+        rewards=rewards,
+        mask=exp.response_mask,
+        group_ids=exp.group_ids,
+        values=exp.values,
+        token_rewards=token_rewards,
+        gamma=algo.gamma,
+        lam=algo.lam,
+    )
+    adv, ret = ADVANTAGE_ESTIMATORS[algo.advantage](inp)
+    return exp.with_(advantages=adv, returns=ret)
