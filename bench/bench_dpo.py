@@ -13,8 +13,10 @@ Timed: from the end of warm-up step W to the end of the last step, i.e. whole st
 loop (fetching and collating the batch, policy and reference forwards, backward, clipping, AdamW
 step, per-step metric logging). Not timed: imports, model loading, tokenization, warm-up steps and
 the final export. pairs/s = batch size x timed steps / timed seconds; tokens/s counts real
-(non-padding) tokens of chosen and rejected sequences. Peak memory: the peak during the training
-loop minus what was in use when it started (CPU: resident set via /proc; CUDA: allocated memory).
+(non-padding) tokens of chosen and rejected sequences. CPU ms/pair: the process's CPU time over the
+same steps, per pair (less sensitive than wall time to other load on a shared machine). Peak memory:
+the peak during the training loop minus what was in use when it started (CPU: resident set via
+/proc; CUDA: allocated memory). On a busy machine, compare with `--threads 1`.
 
     pip install -e '.[bench]'
     python bench/bench_dpo.py                                   # defaults: 256x4 model, 40 steps of 16 pairs
@@ -86,6 +88,7 @@ def resolve_device(name: str) -> str:
 def run_alignkit(args: argparse.Namespace, work: Path, device: str) -> dict:
     import alignkit.trainers.preference as preference
     from alignkit.cli import main as alignkit_main
+    from alignkit.metrics.logger import MetricsLogger
 
     meter = MemoryMeter(device)
     marks: dict[str, float] = {}
@@ -99,7 +102,17 @@ def run_alignkit(args: argparse.Namespace, work: Path, device: str) -> dict:
         finally:
             meter.stop()
 
-    preference.train_supervised = timed_loop  # the benchmark's only hook; no behaviour changes
+    # The loop logs every step (log_steps 1) right after the optimizer step: that call is the step end.
+    clock: list[tuple[float, float]] = []
+    real_log = MetricsLogger.log
+
+    def log(self, step, metrics):
+        clock.append((time.perf_counter(), time.process_time()))
+        return real_log(self, step, metrics)
+
+    # The benchmark's two hooks: they take time stamps and change nothing else.
+    preference.train_supervised = timed_loop
+    MetricsLogger.log = log
     out = work / "run_alignkit"
     rc = alignkit_main([
         "dpo", "--model.path", str(work / "model"), "--data.train_files", str(work / "pairs.jsonl"),
@@ -113,17 +126,27 @@ def run_alignkit(args: argparse.Namespace, work: Path, device: str) -> dict:
         raise SystemExit(f"alignkit dpo exited with {rc}")
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     rows = [r for r in rows if "elapsed_s" in r and "tokens" in r]
-    if len(rows) != args.steps:
-        raise SystemExit(f"expected {args.steps} metric lines in {out / 'metrics.jsonl'}, found {len(rows)}")
-    ends = [r["elapsed_s"] for r in rows]  # seconds since the loop started, taken at the end of each step
+    if len(rows) != args.steps or len(clock) != args.steps:
+        raise SystemExit(f"expected {args.steps} logged steps, found {len(rows)} lines in metrics.jsonl, {len(clock)} calls")
     import alignkit
 
+    return summary(args, "alignkit", getattr(alignkit, "__version__", "?"), marks["train_start"], clock,
+                   [r["tokens"] for r in rows], rows[-1].get("loss", math.nan), meter)
+
+
+def summary(args, side: str, version: str, train_start: float, clock: list[tuple[float, float]],
+            tokens: list[int], last_loss: float, meter: MemoryMeter) -> dict:
+    """One side's result: rates over the timed steps from (wall, CPU) stamps taken at each step end."""
+    wall, cpu = [c[0] for c in clock], [c[1] for c in clock]
+    pairs = [args.batch_size] * len(clock)
     return {
-        "version": getattr(alignkit, "__version__", "?"),
-        "startup_s": marks["train_start"] - _T0,
-        "pairs": steady_rate(ends, [args.batch_size] * len(rows), args.warmup),
-        "tokens": steady_rate(ends, [r["tokens"] for r in rows], args.warmup),
-        "final_loss": rows[-1].get("loss", math.nan),
+        "side": side,
+        "version": version,
+        "startup_s": train_start - _T0,
+        "pairs": steady_rate(wall, pairs, args.warmup),
+        "tokens": steady_rate(wall, tokens, args.warmup),
+        "cpu": steady_rate(cpu, pairs, args.warmup),  # "rate": pairs per CPU-second of this process
+        "final_loss": last_loss,
         **meter.as_dict(),
     }
 
@@ -142,7 +165,7 @@ def run_trl(args: argparse.Namespace, work: Path, device: str) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
 
     meter = MemoryMeter(device)
-    ends: list[float] = []
+    clock: list[tuple[float, float]] = []
     marks: dict[str, float] = {}
     losses: list[float] = []
 
@@ -152,7 +175,7 @@ def run_trl(args: argparse.Namespace, work: Path, device: str) -> dict:
             meter.start()
 
         def on_step_end(self, a, state, control, **kw):
-            ends.append(time.perf_counter())
+            clock.append((time.perf_counter(), time.process_time()))
 
         def on_log(self, a, state, control, logs=None, **kw):
             if logs and "loss" in logs:
@@ -201,16 +224,10 @@ def run_trl(args: argparse.Namespace, work: Path, device: str) -> dict:
     trainer.data_collator = counting_collator
     assert trainer.ref_model is not None, "TRL should hold a separate reference model here"
     trainer.train()
-    if len(ends) != args.steps:
-        raise SystemExit(f"expected {args.steps} TRL steps, timed {len(ends)}")
-    return {
-        "version": trl.__version__,
-        "startup_s": marks["train_start"] - _T0,
-        "pairs": steady_rate(ends, [args.batch_size] * len(ends), args.warmup),
-        "tokens": steady_rate(ends, tokens[: len(ends)], args.warmup),
-        "final_loss": losses[-1] if losses else math.nan,
-        **meter.as_dict(),
-    }
+    if len(clock) != args.steps:
+        raise SystemExit(f"expected {args.steps} TRL steps, timed {len(clock)}")
+    return summary(args, "trl", trl.__version__, marks["train_start"], clock, tokens[: len(clock)],
+                   losses[-1] if losses else math.nan, meter)
 
 
 # ------------------------------------------------------------------------------------------ driver
@@ -224,7 +241,7 @@ def run_one_side(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     work = Path(args.workdir)
     result = (run_alignkit if args.side == "alignkit" else run_trl)(args, work, device)
-    result |= {"side": args.side, "device": device, "threads": torch.get_num_threads()}
+    result |= {"device": device, "threads": torch.get_num_threads()}
     Path(args.result).write_text(json.dumps(result))
 
 
@@ -276,23 +293,27 @@ def _without(argv: list[str], *flags: str) -> list[str]:
 
 def report(results: dict[str, dict], args: argparse.Namespace) -> str:
     headers = ["side", "version", "timed steps", "timed s", "pairs/s", "tokens/s", "median step ms",
-               "peak mem MiB", "start-up s", "last loss"]
+               "CPU ms/pair", "peak mem MiB", "start-up s", "last loss"]
     rows = [[side, r["version"], r["pairs"]["steps"], f"{r['pairs']['seconds']:.2f}", r["pairs"]["rate"],
-             r["tokens"]["rate"], 1000 * r["pairs"]["median_step_s"], r["mem_delta_mib"], r["startup_s"],
-             f"{r['final_loss']:.4f}"] for side, r in results.items()]
+             r["tokens"]["rate"], 1000 * r["pairs"]["median_step_s"], 1000 / r["cpu"]["rate"],
+             r["mem_delta_mib"], r["startup_s"], f"{r['final_loss']:.4f}"] for side, r in results.items()]
     lines = [table(headers, rows)]
     if "alignkit" in results and "trl" in results:
         a, t = results["alignkit"], results["trl"]
         mem = a["mem_delta_mib"] / t["mem_delta_mib"] if t["mem_delta_mib"] > 0 else math.nan
         lines.append(f"alignkit / TRL: pairs/s x{a['pairs']['rate'] / t['pairs']['rate']:.2f}, "
-                     f"tokens/s x{a['tokens']['rate'] / t['tokens']['rate']:.2f}, peak memory x{mem:.2f}")
+                     f"tokens/s x{a['tokens']['rate'] / t['tokens']['rate']:.2f}, "
+                     f"by median step time x{t['pairs']['median_step_s'] / a['pairs']['median_step_s']:.2f}, "
+                     f"pairs per CPU-second x{a['cpu']['rate'] / t['cpu']['rate']:.2f}, "
+                     f"peak memory x{mem:.2f}")
     cuda = any(r["device"] == "cuda" for r in results.values())
     mem_kind = "allocated CUDA memory" if cuda else "resident set (RSS)"
     lines.append(
         f"Timed: whole training steps from the end of step {args.warmup} to the end of step {args.steps} (batch "
         f"fetch + collate, policy and reference forwards, backward, clipping, AdamW, per-step logging); imports, "
         f"model loading, tokenization, warm-up steps and export are not. Fastest of {args.repeats} run(s) per side, "
-        f"each in its own process. tokens/s counts non-padding tokens. peak mem: the highest {mem_kind} during the "
+        f"each in its own process. tokens/s counts non-padding tokens. CPU ms/pair: this process's CPU time "
+        f"(user + system, all threads) over the same steps, per pair. peak mem: the highest {mem_kind} during the "
         f"training loop minus the {mem_kind} when it started.")
     return "\n".join(lines)
 

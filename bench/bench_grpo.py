@@ -16,8 +16,8 @@ each model size. Timed: whole steps (generate, score, reference log-probs, polic
 and AdamW step, weight sync) after the warm-up steps; not timed: imports, loading, warm-up, export.
 alignkit: `step_time_s` from metrics.jsonl; TRL: on_step_begin -> on_step_end of a TrainerCallback.
 
-    python bench/bench_grpo.py                         # both sizes, 4 steps per side (1 warm-up)
-    python bench/bench_grpo.py --sizes 512x4 --steps 6 --micro-batch 64
+    python bench/bench_grpo.py                         # both sizes, 4 steps per side (1 warm-up), 2 runs each
+    python bench/bench_grpo.py --sizes 512x4 --steps 6 --micro-batch 128 --trl-micro-batch 128
     python bench/bench_grpo.py --sides alignkit --sizes 128x2 --profile /tmp/prof   # torch.profiler table
 
 Useful FLOPs (alignkit's MFU): N = 2 x (non-embedding matmul parameters of the layers + the LM head
@@ -52,6 +52,9 @@ from common import MemoryMeter, machine, run_side, table  # noqa: E402
 SIDES = ("alignkit", "trl")
 GROUP = 8
 PROMPTS_PER_STEP = 16
+# The issue's aims: alignkit steps/s over TRL's per size, and alignkit's MFU at the larger size.
+AIM_RATIO = {"128x2": 3.0, "512x4": 1.5}
+AIM_MFU = {"512x4": 0.5}
 
 
 # ------------------------------------------------------------------------------------ shared reward
@@ -82,16 +85,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="comma-separated HIDDENxLAYERS tiny Llamas (heads = hidden/64, kv heads = heads/2) "
                         "(default: %(default)s)")
     p.add_argument("--steps", type=int, default=4, help="GRPO steps per side and size (default: %(default)s)")
-    p.add_argument("--warmup", type=int, default=1, help="first steps left out of the timing (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=1,
+                   help="first steps left out of the timing (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch / OpenMP threads per side and for the matmul peak (default: %(default)s; keep 1 on "
                         "a shared machine: oversubscribed OpenMP threads slow every process down many-fold)")
-    p.add_argument("--micro-batch", type=int, default=128,
-                   help="alignkit --train.micro_batch_size (sequences per forward/backward) (default: %(default)s)")
-    p.add_argument("--trl-micro-batch", type=int, default=0,
-                   help="TRL per_device_train_batch_size; gradient accumulation and steps_per_generation are "
-                        "128 / this, so a step is still one generation round of 128 (0: same as --micro-batch) "
-                        "(default: %(default)s)")
+    p.add_argument("--micro-batch", type=int, default=64,
+                   help="alignkit --train.micro_batch_size: sequences per forward/backward of the reference and "
+                        "the policy (default: %(default)s, alignkit's fastest of 32/64/128 here)")
+    p.add_argument("--trl-micro-batch", type=int, default=32,
+                   help="TRL per_device_train_batch_size; gradient_accumulation_steps = steps_per_generation = "
+                        "128 / this, so a step is still ONE generation round of 128 completions and one optimizer "
+                        "step (0: same as --micro-batch) (default: %(default)s, TRL's fastest of 32/64/128 here)")
     p.add_argument("--max-length", type=int, default=64,
                    help="alignkit --data.max_length, the prompt limit; alignkit packs training rows up to this + "
                         "max new tokens (default: %(default)s)")
@@ -101,11 +106,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto: cuda when available (default: %(default)s)")
     p.add_argument("--sides", default=",".join(SIDES), help="sides to run, in this order (default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=1,
+    p.add_argument("--repeats", type=int, default=2,
                    help="runs per side and size, alternating the order; the fastest is reported, since other "
                         "load only ever slows a run down (default: %(default)s)")
     p.add_argument("--profile", default="",
-                   help="alignkit side only: write a torch.profiler table of one timed step to this folder")
+                   help="alignkit side only: write torch.profiler tables of the first timed step to this folder "
+                        "(that step then carries the profiler's overhead: use it for where time goes, not speed)")
     p.add_argument("--workdir", default="", help="keep models, prompts and run folders here (default: a temp dir)")
     p.add_argument("--json", default="", help="also write all results as JSON to this file")
     # Internal: the parent re-runs this script once per side and size with these.
@@ -172,7 +178,9 @@ def step_flops(dims: dict, prompt_lens: list[int], response_lens: list[int], gro
 
 
 def matmul_peak(threads: int, sizes=(1024, 2048), repeats: int = 5) -> float:
-    """Best fp32 square-matmul rate in GFLOP/s with `threads` threads (CPU), or on the GPU."""
+    """Best fp32 square-matmul rate in GFLOP/s with `threads` threads (CPU), or on the GPU. On the CPU
+    each repeat is timed by the wall clock and by this process's CPU time / threads, and the shorter
+    counts, so that time slices lost to other processes on a shared machine do not lower the peak."""
     import torch
 
     torch.set_num_threads(threads)
@@ -185,11 +193,14 @@ def matmul_peak(threads: int, sizes=(1024, 2048), repeats: int = 5) -> float:
         for _ in range(repeats):
             if cuda:
                 torch.cuda.synchronize()
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             a @ b
             if cuda:
                 torch.cuda.synchronize()
-            best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
+                took = time.perf_counter() - t
+            else:
+                took = min(time.perf_counter() - t, (time.process_time() - c) / threads)
+            best = max(best, 2 * n**3 / took / 1e9)
     return best
 
 
@@ -203,7 +214,8 @@ def run_alignkit(args: argparse.Namespace, work: Path, model_dir: Path, device: 
     meter = MemoryMeter(device)
     marks: dict[str, float] = {}
     lengths: list[tuple[list[int], list[int]]] = []  # per generation round: prompt and response lengths
-    real_train, real_layout = online_rl.OnlineRL.train, online_rl.layout
+    cpu: list[float] = []  # CPU seconds of this process per step (time.process_time)
+    real_train, real_layout, real_step = online_rl.OnlineRL.train, online_rl.layout, online_rl.OnlineRL.step
 
     def timed_train(self):  # everything before this call is start-up
         marks["train_start"] = time.perf_counter()
@@ -217,8 +229,16 @@ def run_alignkit(args: argparse.Namespace, work: Path, model_dir: Path, device: 
         lengths.append(([len(prompts[g.prompt_index].ids) for g in gens], [len(g.response_ids) for g in gens]))
         return real_layout(prompts, gens, offset, pad_id)
 
+    def cpu_timed_step(self, i):
+        c = time.process_time()
+        try:
+            return real_step(self, i)
+        finally:
+            cpu.append(time.process_time() - c)
+
     # The benchmark's only hooks; no behaviour changes.
     online_rl.OnlineRL.train, online_rl.layout = timed_train, recording_layout
+    online_rl.OnlineRL.step = cpu_timed_step
     step_hook = None
     if args.profile:
         step_hook = _profile_one_step(online_rl, args, Path(args.profile) / f"alignkit_{args.size}")
@@ -243,9 +263,9 @@ def run_alignkit(args: argparse.Namespace, work: Path, model_dir: Path, device: 
     rows = [r for r in rows if "step_time_s" in r]
     if len(rows) != args.steps or len(lengths) != args.steps:
         raise SystemExit(f"expected {args.steps} steps in {out / 'metrics.jsonl'}, found {len(rows)}")
-    timed = rows[args.warmup:]
-    steps = [{"time_s": r["step_time_s"], "completions": int(r["sequences"]),
+    steps = [{"time_s": r["step_time_s"], "cpu_s": cpu[i], "completions": int(r["sequences"]),
               "prompt_lens": lengths[i][0], "response_lens": lengths[i][1],
+              "slots": _packed_slots(lengths[i], args.micro_batch, args.max_length + args.max_new_tokens),
               "breakdown": {k.split("/")[1]: r[k] for k in r if k.startswith("timing/")}}
              for i, r in enumerate(rows)]
     import alignkit
@@ -253,8 +273,23 @@ def run_alignkit(args: argparse.Namespace, work: Path, model_dir: Path, device: 
     return {"version": getattr(alignkit, "__version__", "?"), "startup_s": marks["train_start"] - _T0,
             "steps": steps, "reward_last": rows[-1].get("reward/mean", math.nan),
             "kl_last": rows[-1].get("kl", math.nan), "timed_from": args.warmup,
-            "elapsed_gaps_s": [b["elapsed_s"] - a["elapsed_s"] for a, b in zip(rows[args.warmup - 1:], timed)],
+            "end_to_end_gaps_s": _gaps([r["elapsed_s"] for r in rows])[args.warmup - 1:],
             **meter.as_dict()}
+
+
+def _packed_slots(lens: tuple[list[int], list[int]], micro: int, capacity: int) -> int:
+    """Token slots (real + padding) of one training forward over a step's sequences as alignkit lays
+    them out: consecutive micro-batches, each packed first-fit-decreasing into rows of `capacity`
+    (alignkit.data.packing, called read-only) and padded to its widest row."""
+    from alignkit.data.packing import assign_rows
+
+    total = [p + k for p, k in zip(*lens, strict=True)]
+    slots = 0
+    for i in range(0, len(total), micro):
+        chunk = total[i : i + micro]
+        rows = assign_rows(chunk, capacity, packing=True)
+        slots += len(rows) * max(sum(chunk[j] for j in row) for row in rows)
+    return slots
 
 
 def _profile_one_step(online_rl, args: argparse.Namespace, folder: Path):
@@ -301,6 +336,8 @@ def run_trl(args: argparse.Namespace, work: Path, model_dir: Path, device: str) 
     meter = MemoryMeter(device)
     marks: dict[str, float] = {}
     begins: list[float] = []
+    cpu_begins: list[float] = []
+    cpu_ends: list[float] = []
     ends: list[float] = []
     rounds: list[tuple[list[str], list[int]]] = []  # per reward call: prompt texts, completion lengths
     seen: list[dict] = []  # TRL's per-step logs (reward, kl, ...)
@@ -318,9 +355,11 @@ def run_trl(args: argparse.Namespace, work: Path, model_dir: Path, device: str) 
 
         def on_step_begin(self, a, state, control, **kw):
             begins.append(time.perf_counter())
+            cpu_begins.append(time.process_time())
 
         def on_step_end(self, a, state, control, **kw):
             ends.append(time.perf_counter())
+            cpu_ends.append(time.process_time())
 
         def on_log(self, a, state, control, logs=None, **kw):
             if logs:
@@ -328,6 +367,13 @@ def run_trl(args: argparse.Namespace, work: Path, model_dir: Path, device: str) 
 
         def on_train_end(self, a, state, control, **kw):
             meter.stop()
+
+    class Phases(TrainerCallback):
+        def __init__(self, store):
+            self.store = store
+
+        def on_step_begin(self, a, state, control, **kw):
+            self.store.append(dict.fromkeys(("generate", "score", "logprobs"), 0.0))
 
     mb = args.trl_micro_batch or args.micro_batch
     accum = PROMPTS_PER_STEP * GROUP // mb
@@ -352,20 +398,44 @@ def run_trl(args: argparse.Namespace, work: Path, model_dir: Path, device: str) 
                           callbacks=[Clock()])
     for cb in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(cb)
+    phases: list[dict[str, float]] = []  # per step: seconds in generation, reward, no-grad log-prob forwards
+
+    def timed(name, fn, only_no_grad=False):  # the same method; it also adds its run time to phases[-1][name]
+        import torch
+
+        def wrapper(*a, **kw):
+            if only_no_grad and torch.is_grad_enabled():
+                return fn(*a, **kw)
+            t = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                phases[-1][name] += time.perf_counter() - t
+        return wrapper
+
+    trainer._generate = timed("generate", trainer._generate)
+    trainer._calculate_rewards = timed("score", trainer._calculate_rewards)
+    trainer._get_per_token_logps_and_entropies = timed(
+        "logprobs", trainer._get_per_token_logps_and_entropies, only_no_grad=True)
+    trainer.add_callback(Phases(phases))
     assert trainer.ref_model is not None, "beta > 0 must give TRL a separate reference model"
     assert trainer.args.generation_batch_size == PROMPTS_PER_STEP * GROUP, trainer.args.generation_batch_size
     trainer.train()
     if len(ends) != args.steps or len(rounds) != args.steps:
         raise SystemExit(f"expected {args.steps} TRL steps and generation rounds, got {len(ends)} / {len(rounds)}")
     prompt_lens = [[len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in ps] for ps, _ in rounds]
-    steps = [{"time_s": e - b, "completions": len(rounds[i][1]), "prompt_lens": prompt_lens[i],
-              "response_lens": rounds[i][1], "breakdown": {}}
+    steps = [{"time_s": e - b, "cpu_s": cpu_ends[i] - cpu_begins[i], "completions": len(rounds[i][1]),
+              "prompt_lens": prompt_lens[i],
+              "response_lens": rounds[i][1],
+              # TRL pads a generation batch to its longest prompt + longest completion; micro-batches slice it
+              "slots": len(rounds[i][1]) * (max(prompt_lens[i]) + max(rounds[i][1])),
+              "breakdown": phases[i] | {"train+rest": (e - b) - sum(phases[i].values())}}
              for i, (b, e) in enumerate(zip(begins, ends, strict=True))]
     last = [entry for entry in seen if "reward" in entry]
     return {"version": trl.__version__, "startup_s": marks["train_start"] - _T0, "steps": steps,
             "reward_last": last[-1]["reward"] if last else math.nan,
             "kl_last": last[-1].get("kl", math.nan) if last else math.nan, "timed_from": args.warmup,
-            "elapsed_gaps_s": [b - a for a, b in zip(ends[args.warmup - 1:], ends[args.warmup:])],
+            "end_to_end_gaps_s": _gaps(ends)[args.warmup - 1:],
             **meter.as_dict()}
 
 
@@ -384,7 +454,7 @@ def run_one_side(args: argparse.Namespace) -> None:
     Path(args.result).write_text(json.dumps(result))
 
 
-def summarize(res: dict, dims: dict) -> dict:
+def summarize(res: dict, dims: dict, threads: int) -> dict:
     """Means over the timed steps: steps/s, generated tokens/s, lengths, FLOPs and the time breakdown."""
     timed = res["steps"][res["timed_from"]:]
     secs = sum(s["time_s"] for s in timed)
@@ -394,13 +464,17 @@ def summarize(res: dict, dims: dict) -> dict:
     for key in timed[0]["breakdown"]:
         breakdown[key] = statistics.mean(s["breakdown"][key] for s in timed)
     return {
-        "timed_steps": len(timed), "step_s": secs / len(timed), "steps_per_s": len(timed) / secs,
+        "timed_steps": len(timed), "step_s": secs / len(timed),
+        "cpu_share": sum(s["cpu_s"] for s in timed) / secs / threads,
+        "cpu_steps_per_s": len(timed) * threads / sum(s["cpu_s"] for s in timed), "steps_per_s": len(timed) / secs,
         "gen_tokens_per_s": gen_tokens / secs,
         "mean_completion_len": gen_tokens / sum(s["completions"] for s in timed),
         "completions_per_step": statistics.mean(s["completions"] for s in timed),
         "flops_per_step": statistics.mean(f["total"] for f in flops),
         "flops_split": {k: statistics.mean(f[k] for f in flops) for k in ("generate", "reference", "policy")},
         "achieved_gflops": sum(f["total"] for f in flops) / secs / 1e9,
+        "train_slots_per_token": sum(s["slots"] for s in timed)
+        / sum(p + k for s in timed for p, k in zip(s["prompt_lens"], s["response_lens"], strict=True)),
         "breakdown_s": breakdown,
     }
 
@@ -416,10 +490,11 @@ def main(argv: list[str] | None = None) -> None:
     if unknown := set(sides) - set(SIDES):
         raise SystemExit(f"unknown side(s) {sorted(unknown)}; choose from {SIDES}")
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    import transformers
+
     from alignkit.config.schema import TinyModelConfig
     from alignkit.data.synth import make_records, write_jsonl
     from alignkit.models.tiny import build_tiny
-    import transformers
 
     transformers.utils.logging.disable_progress_bar()
     device = resolve_device(args.device)
@@ -442,19 +517,22 @@ def main(argv: list[str] | None = None) -> None:
             model_dir = work / f"model_{size}"
             build_tiny(TinyModelConfig(output=str(model_dir), **size_config(hidden, layers)))
             dims = model_dims(model_dir)
+            peak = max(peak, matmul_peak(args.threads))  # contention only lowers it: keep the best seen
             runs: dict[str, list[dict]] = {side: [] for side in sides}
             for r in range(args.repeats):
                 for side in sides if r % 2 == 0 else sides[::-1]:
                     res = run_side(Path(__file__).resolve(), side,
                                    child + ["--workdir", str(work), "--size", size], timeout=3600)
-                    res["summary"] = summarize(res, dims)
+                    res["summary"] = summarize(res, dims, args.threads)
                     runs[side].append(res)
                     s = res["summary"]
                     print(f"  {size} run {r + 1}/{args.repeats} {side:>8}: {s['steps_per_s']:.3f} steps/s "
-                          f"({s['step_s']:.2f} s/step), {s['gen_tokens_per_s']:.0f} generated tokens/s", flush=True)
+                          f"({s['step_s']:.2f} s/step), {s['gen_tokens_per_s']:.0f} generated tokens/s, "
+                          f"CPU share {s['cpu_share']:.2f}", flush=True)
             best = {side: max(rs, key=lambda x: x["summary"]["steps_per_s"]) for side, rs in runs.items()}
             print(report(size, dims, best, peak, args), flush=True)
             all_results["sizes"][size] = {"dims": dims, "best": best, "runs": runs}
+    all_results["matmul_peak_gflops"] = peak
     load1 = os.getloadavg()
     print(f"load average at the end {load1[0]:.2f} (other processes on the machine slow both sides down)")
     if args.json:
@@ -466,40 +544,56 @@ def report(size: str, dims: dict, results: dict[str, dict], peak: float, args: a
     lines = [f"\n== {size}: hidden {dims['hidden']}, {dims['layers']} layers, vocab {dims['vocab']}; matmul params "
              f"{dims['n_layers_params'] / m:.2f}M layers + {dims['n_head_params'] / m:.2f}M LM head =="]
     headers = ["side", "version", "timed steps", "s/step", "steps/s", "gen tokens/s", "mean compl. len",
-               "peak mem MiB", "GFLOP/s", "start-up s"]
+               "peak mem MiB", "GFLOP/s", "CPU share", "steps/CPU-s", "start-up s"]
     rows = []
     for side, r in results.items():
         s = r["summary"]
         rows.append([side, r["version"], s["timed_steps"], f"{s['step_s']:.2f}", f"{s['steps_per_s']:.3f}",
                      s["gen_tokens_per_s"], s["mean_completion_len"], r["mem_delta_mib"], s["achieved_gflops"],
-                     r["startup_s"]])
+                     f"{s['cpu_share']:.2f}", f"{s['cpu_steps_per_s']:.3f}", r["startup_s"]])
     lines.append(table(headers, rows))
     if "alignkit" in results and "trl" in results:
         a, t = results["alignkit"], results["trl"]
         sa, st = a["summary"], t["summary"]
         mem = a["mem_delta_mib"] / t["mem_delta_mib"] if t["mem_delta_mib"] > 0 else math.nan
-        lines.append(f"alignkit / TRL: steps/s x{sa['steps_per_s'] / st['steps_per_s']:.2f}, generated tokens/s "
-                     f"x{sa['gen_tokens_per_s'] / st['gen_tokens_per_s']:.2f}, peak memory x{mem:.2f}")
-    if "alignkit" in results:
-        s = results["alignkit"]["summary"]
-        f = s["flops_split"]
-        b = s["breakdown_s"]
-        total = s["step_s"]
-        mfu = s["achieved_gflops"] / peak
-        lines.append(
-            f"alignkit MFU {100 * mfu:.1f}% of the {peak:.1f} GFLOP/s fp32 matmul peak "
-            f"({s['flops_per_step'] / 1e9:.1f} useful GFLOP/step: generate {f['generate'] / 1e9:.1f}, "
-            f"reference {f['reference'] / 1e9:.1f}, policy fwd+bwd {f['policy'] / 1e9:.1f})")
+        ratio = sa["steps_per_s"] / st["steps_per_s"]
+        lines.append(f"alignkit / TRL: steps/s x{ratio:.2f}, generated tokens/s "
+                     f"x{sa['gen_tokens_per_s'] / st['gen_tokens_per_s']:.2f}, peak memory x{mem:.2f}; "
+                     f"steps per CPU-second x{sa['cpu_steps_per_s'] / st['cpu_steps_per_s']:.2f}")
+        floor_s = sa["flops_per_step"] / (peak * 1e9)  # a step at 100% of the matmul peak
+        lines.append(f"ceiling: a step's {sa['flops_per_step'] / 1e9:.1f} useful GFLOP take at least {floor_s:.2f} s "
+                     f"at the matmul peak, so alignkit / TRL can reach at most x{st['step_s'] / floor_s:.2f} here")
+        if size in AIM_RATIO:
+            aim = AIM_RATIO[size]
+            lines.append(f"aim steps/s >= x{aim:g} TRL: {'met' if ratio >= aim else 'MISSED'} (x{ratio:.2f})")
+    if "alignkit" in results and size in AIM_MFU:
+        mfu = results["alignkit"]["summary"]["achieved_gflops"] / peak
+        lines.append(f"aim alignkit MFU >= {100 * AIM_MFU[size]:.0f}%: "
+                     f"{'met' if mfu >= AIM_MFU[size] else 'MISSED'} ({100 * mfu:.1f}%)")
+    for side, r in results.items():
+        s, f = r["summary"], r["summary"]["flops_split"]
+        b, total = s["breakdown_s"], s["step_s"]
+        by_cpu = s["achieved_gflops"] / s["cpu_share"] if s["cpu_share"] > 0 else math.nan
+        lines.append(f"{side} MFU {100 * s['achieved_gflops'] / peak:.1f}% of the {peak:.1f} GFLOP/s fp32 matmul "
+                     f"peak "
+                     f"({100 * by_cpu / peak:.1f}% by CPU time) "
+                     f"- {s['flops_per_step'] / 1e9:.1f} useful GFLOP/step: generate {f['generate'] / 1e9:.1f}, "
+                     f"reference {f['reference'] / 1e9:.1f}, policy fwd+bwd {f['policy'] / 1e9:.1f}")
         parts = ", ".join(f"{k} {v:.3f} s ({100 * v / total:.0f}%)" for k, v in b.items())
-        lines.append(f"alignkit step {total:.3f} s: {parts}")
+        lines.append(f"  step {total:.3f} s: {parts}")
+        lines.append(f"  training forwards run {s['train_slots_per_token']:.2f} token slots per real token "
+                     f"(padding{' and packing' if side == 'alignkit' else ''})")
+        train_s = b.get("logprobs", 0) + b.get("train", 0) + b.get("train+rest", 0)
         gen_rate = f["generate"] / max(b.get("generate", 0), 1e-9) / 1e9
-        train_rate = (f["reference"] + f["policy"]) / max(b.get("logprobs", 0) + b.get("train", 0), 1e-9) / 1e9
-        lines.append(f"alignkit phase rates: generate {gen_rate:.1f} GFLOP/s ({100 * gen_rate / peak:.0f}% of peak), "
+        train_rate = (f["reference"] + f["policy"]) / max(train_s, 1e-9) / 1e9
+        lines.append(f"  phase rates: generate {gen_rate:.1f} GFLOP/s ({100 * gen_rate / peak:.0f}% of peak), "
                      f"reference + policy update {train_rate:.1f} GFLOP/s ({100 * train_rate / peak:.0f}% of peak)")
-    if "trl" in results:
-        s = results["trl"]["summary"]
-        lines.append(f"TRL at the same FLOP count: {100 * s['achieved_gflops'] / peak:.1f}% of peak")
     return "\n".join(lines)
+
+
+def _gaps(ends: list[float]) -> list[float]:
+    """Seconds between consecutive step ends (everything the loop did in between, logging included)."""
+    return [b - a for a, b in zip(ends[:-1], ends[1:], strict=True)]
 
 
 def _without(argv: list[str], *flags: str) -> list[str]:

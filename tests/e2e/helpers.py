@@ -46,3 +46,16 @@ def rl_flags(model, tmp_path, steps, **extra):
     for k, v in extra.items():
         flags += [f"--{k}", v]
     return flags
+
+
+def interrupt_on_call(monkeypatch, cls, method: str, n: int) -> None:
+    """Make the n-th call of `cls.method` raise KeyboardInterrupt (Ctrl-C in the middle of a run)."""
+    real, calls = getattr(cls, method), []
+
+    def wrapped(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, method, wrapped)

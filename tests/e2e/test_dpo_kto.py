@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from helpers import run_cli, synth
+from helpers import interrupt_on_call, run_cli, synth
 
 from alignkit.config.schema import ModelConfig
 from alignkit.data.synth import is_correct, make_records
@@ -85,17 +85,9 @@ def test_dpo_resume_is_exact(sft_model, pairs, tmp_path, monkeypatch):
     args = ["--model.path", sft_model, "--data.train_files", pairs, "--train.max_steps", 6, "--train.lr", 1e-4,
             "--checkpoint.save_steps", 3, *FLAGS]
     assert run_cli("dpo", *args, "--output_dir", tmp_path / "full") == 0
-    real, calls = TorchBackend.step, []
-
-    def interrupted(self):
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        return real(self)
-
-    monkeypatch.setattr(TorchBackend, "step", interrupted)
-    assert run_cli("dpo", *args, "--output_dir", tmp_path / "cut") == 130
-    monkeypatch.setattr(TorchBackend, "step", real)
+    with monkeypatch.context() as m:
+        interrupt_on_call(m, TorchBackend, "step", 5)
+        assert run_cli("dpo", *args, "--output_dir", tmp_path / "cut") == 130
     assert run_cli("dpo", *args, "--output_dir", tmp_path / "cut", "--resume") == 0
     a, b = read_metrics(tmp_path / "full"), read_metrics(tmp_path / "cut")
     assert [r["loss"] for r in a] == [r["loss"] for r in b] and len(b) == 6

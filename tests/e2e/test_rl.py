@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from helpers import rl_flags, run_cli
+from helpers import interrupt_on_call, rl_flags, run_cli
 from transformers import AutoModelForCausalLM
 
 from alignkit.metrics.logger import read_metrics
@@ -49,17 +49,9 @@ def test_rl_resume_is_exact(tiny_dir, tmp_path, monkeypatch):
     a.mkdir(), b.mkdir()
     extra = {"checkpoint.save_steps": 2, "algo.kl_coef": 0.05}
     assert run_cli("rl", "--preset", "grpo", *rl_flags(tiny_dir, a, 4, **extra)) == 0
-    real, calls = OnlineRL.step, []
-
-    def interrupted(self, step):
-        calls.append(step)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return real(self, step)
-
-    monkeypatch.setattr(OnlineRL, "step", interrupted)
-    assert run_cli("rl", "--preset", "grpo", *rl_flags(tiny_dir, b, 4, **extra)) == 130
-    monkeypatch.setattr(OnlineRL, "step", real)
+    with monkeypatch.context() as m:
+        interrupt_on_call(m, OnlineRL, "step", 4)
+        assert run_cli("rl", "--preset", "grpo", *rl_flags(tiny_dir, b, 4, **extra)) == 130
     assert run_cli("rl", "--preset", "grpo", *rl_flags(tiny_dir, b, 4, **extra), "--resume") == 0
     ra, rb = read_metrics(a / "rl"), read_metrics(b / "rl")
     assert [r["step"] for r in rb] == [1, 2, 3, 4]

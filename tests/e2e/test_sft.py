@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from helpers import common_flags, run_cli, synth
+from helpers import common_flags, interrupt_on_call, run_cli, synth
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignkit.backends.torch_local import TorchBackend
@@ -41,17 +41,9 @@ def test_resume_is_exact(tmp_path, tiny_dir, monkeypatch):
     flags = ["--train.lr", 3e-3, "--checkpoint.save_steps", 4, "--train.warmup_ratio", 0.25]
     assert run_cli("sft", *common_flags(tiny_dir, data, full, 8), *flags) == 0
     # The same run interrupted (Ctrl-C) during step 7: steps 5-6 were logged, step_4 is the last checkpoint.
-    real_step, calls = TorchBackend.step, []
-
-    def interrupted_step(self):
-        calls.append(1)
-        if len(calls) == 7:
-            raise KeyboardInterrupt
-        return real_step(self)
-
-    monkeypatch.setattr(TorchBackend, "step", interrupted_step)
-    assert run_cli("sft", *common_flags(tiny_dir, data, resumed, 8), *flags) == 130
-    monkeypatch.setattr(TorchBackend, "step", real_step)
+    with monkeypatch.context() as m:
+        interrupt_on_call(m, TorchBackend, "step", 7)
+        assert run_cli("sft", *common_flags(tiny_dir, data, resumed, 8), *flags) == 130
     assert [r["step"] for r in read_metrics(resumed)] == list(range(1, 7))
     torch.manual_seed(1234)  # a different global RNG state must not matter
     assert run_cli("sft", *common_flags(tiny_dir, data, resumed, 8), *flags, "--resume") == 0

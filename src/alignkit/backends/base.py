@@ -6,7 +6,7 @@ steps the optimizer, and saves or loads its state. Trainers and workers depend o
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import torch
@@ -28,6 +28,15 @@ class TrainBackend(Protocol):
         """loss_fn under no_grad in eval mode; returns its metrics."""
 
     def state_dict(self) -> dict[str, Any]:
-        """Optimizer and scheduler state for exact resume."""
+        """Optimizer and scheduler state for exact resume (sharded backends: full on rank 0)."""
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def full_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """Full weights named as the plain transformers model, LoRA merged: for the rollout engine."""
+
+    def trainable_weights(self) -> dict[str, torch.Tensor]:
+        """Trainable parameters under the model's own names, on the CPU: what a checkpoint stores."""
+
+    def load_full_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        """Load `trainable_weights()`-style tensors back (every rank passes the same full state)."""

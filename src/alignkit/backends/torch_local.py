@@ -4,6 +4,7 @@ accumulation. The reference backend that FSDP2 and DeepSpeed must match."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from alignkit.backends.base import LossFn
 from alignkit.errors import AlignkitError
+from alignkit.models.weights import full_weights
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,31 @@ def _metrics(m: dict[str, torch.Tensor]) -> dict[str, float]:
     return {k: float(v) for k, v in m.items()}
 
 
+def adamw(model: torch.nn.Module, optim: OptimConfig) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters (plain or DTensor); no weight decay on biases and norms,
+    as in most LM training recipes."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=optim.lr,
+        betas=optim.betas,
+        eps=optim.eps,
+        foreach=True,
+    )
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, optim: OptimConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then cosine decay to `min_lr_ratio * lr` at `total_steps`."""
+    return get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer,
+        num_warmup_steps=optim.warmup_steps,
+        num_training_steps=max(optim.total_steps, 1),
+        min_lr_rate=optim.min_lr_ratio,
+    )
+
+
 class TorchBackend:
     """One model, one device, one optimizer."""
 
@@ -39,23 +66,8 @@ class TorchBackend:
         self.model = model
         self.device = device
         self.optim_cfg = optim
-        params = [p for p in model.parameters() if p.requires_grad]
-        # No weight decay on biases and norms, as in most LM training recipes.
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=optim.lr,
-            betas=optim.betas,
-            eps=optim.eps,
-            foreach=True,
-        )
-        self.scheduler = get_cosine_with_min_lr_schedule_with_warmup(
-            self.optimizer,
-            num_warmup_steps=optim.warmup_steps,
-            num_training_steps=max(optim.total_steps, 1),
-            min_lr_rate=optim.min_lr_ratio,
-        )
+        self.optimizer = adamw(model, optim)
+        self.scheduler = cosine_schedule(self.optimizer, optim)
 
     def forward_backward(self, batch: Any, loss_fn: LossFn) -> dict[str, float]:
         self.model.train()
@@ -87,3 +99,20 @@ class TorchBackend:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+
+    def full_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """(name, tensor) of every parameter as the plain transformers model names it, LoRA merged (see
+        `models.weights.full_weights`: copy each tensor before asking for the next)."""
+        return full_weights(self.model)
+
+    def trainable_weights(self) -> dict[str, torch.Tensor]:
+        """Trainable parameters on the CPU, named as the model (peft-wrapped or not) names them: what a
+        checkpoint stores."""
+        return {n: p.detach().cpu().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+
+    @torch.no_grad()
+    def load_full_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
+        """Copy full tensors named as in `trainable_weights` (any subset) into the model."""
+        params = dict(self.model.named_parameters())
+        for name, tensor in weights.items():
+            params[name].copy_(tensor)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import re
 import shutil
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,10 +60,18 @@ def trainable_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def save_checkpoint(
     ckpt_dir: Path, models: dict[str, torch.nn.Module], backend_states: dict[str, Any], state: TrainerState, keep: int
 ) -> Path:
+    return save_state(ckpt_dir, {role: trainable_weights(m) for role, m in models.items()}, backend_states, state, keep)
+
+
+def save_state(
+    ckpt_dir: Path, weights: dict[str, dict[str, torch.Tensor]], backend_states: dict[str, Any], state: TrainerState,
+    keep: int,
+) -> Path:
+    """`save_checkpoint` from each role's trainable weights (fetched from the workers that hold them)."""
     path = ckpt_dir / f"step_{state.step}"
     with atomic_dir(path) as tmp:
-        for role, model in models.items():
-            save_file(trainable_weights(model), str(tmp / f"{role}.safetensors"))
+        for role, w in weights.items():
+            save_file(w, str(tmp / f"{role}.safetensors"))
         torch.save({"backends": backend_states, "rng": rng_state(), "trainer": asdict(state)}, tmp / "trainer_state.pt")
     for old in list_checkpoints(ckpt_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
@@ -94,15 +103,27 @@ def resolve_resume(resume: str, ckpt_dir: Path) -> Path | None:
 def load_checkpoint(path: Path, models: dict[str, torch.nn.Module]) -> tuple[TrainerState, dict[str, Any]]:
     """Restore each role's weights and the RNG states; returns the trainer state and the backends'
     states (by role) to load."""
+    state, weights, backends = read_state(path, list(models))
     for role, model in models.items():
+        check_weights(weights[role], trainable_weights(model), f"checkpoint {path} does not match the {role} model")
+        model.load_state_dict(weights[role], strict=False)
+    return state, backends
+
+
+def read_state(path: Path, roles: list[str]) -> tuple[TrainerState, dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+    """The trainer state, each role's trainable weights and the backends' states; restores the RNG states."""
+    weights = {}
+    for role in roles:
         file = path / f"{role}.safetensors"
         if not file.is_file():
             raise AlignkitError(f"checkpoint {path} has no weights for '{role}' ({file.name})")
-        weights = load_file(str(file))
-        missing = set(trainable_weights(model)) - set(weights)
-        if missing:
-            raise AlignkitError(f"checkpoint {path} does not match the {role} model: missing {sorted(missing)[:3]}")
-        model.load_state_dict(weights, strict=False)
+        weights[role] = load_file(str(file))
     blob = torch.load(path / "trainer_state.pt", weights_only=False)
     set_rng_state(blob["rng"])
-    return TrainerState(**blob["trainer"]), blob["backends"]
+    return TrainerState(**blob["trainer"]), weights, blob["backends"]
+
+
+def check_weights(weights: dict[str, torch.Tensor], expected: Iterable[str], mismatch: str) -> None:
+    missing = set(expected) - set(weights)
+    if missing:
+        raise AlignkitError(f"{mismatch}: missing {sorted(missing)[:3]}")

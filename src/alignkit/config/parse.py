@@ -12,6 +12,8 @@ import argparse
 import dataclasses
 import difflib
 import json
+import keyword
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,9 +43,11 @@ def flat_fields(cls: type, prefix: str = "") -> dict[str, Any]:
 
 
 def _is_list(hint: Any) -> bool:
+    """list[...], or an optional one; not a dict of lists (--ray.bundles takes one JSON value)."""
     if typing.get_origin(hint) is list:
         return True
-    return any(typing.get_origin(a) is list for a in typing.get_args(hint))
+    is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    return is_union and any(typing.get_origin(a) is list for a in typing.get_args(hint))
 
 
 def _suggest(key: str, valid: list[str], dashes: str = "") -> str:
@@ -51,9 +55,19 @@ def _suggest(key: str, valid: list[str], dashes: str = "") -> str:
     return f"; did you mean '{dashes}{close[0]}'?" if close else ""
 
 
+def _keyword_alias(tok: str, fields: dict[str, Any]) -> str:
+    """`--rollout.async` -> `--rollout.async_`: a field cannot be named after a Python keyword, so it
+    takes a trailing underscore and the flag keeps the plain word."""
+    key, eq, inline = tok[2:].partition("=")
+    if keyword.iskeyword(key.rsplit(".", 1)[-1]) and key + "_" in fields:
+        return f"--{key}_{eq}{inline}"
+    return tok
+
+
 def _normalise_argv(argv: list[str], fields: dict[str, Any]) -> list[str]:
-    """Join list values into one JSON token, turn a bare --resume into --resume latest, and reject
-    unknown flags with a suggestion (argparse alone would only say 'unrecognized arguments')."""
+    """Join list values into one JSON token, turn a bare --resume into --resume latest, accept
+    keyword flags (--rollout.async), and reject unknown flags with a suggestion (argparse alone would
+    only say 'unrecognized arguments')."""
     valid = list(fields) + ["config", "help", "print_config"]
     out: list[str] = []
     i = 0
@@ -63,6 +77,7 @@ def _normalise_argv(argv: list[str], fields: dict[str, Any]) -> list[str]:
         if not tok.startswith("--"):
             out.append(tok)
             continue
+        tok = _keyword_alias(tok, fields)
         key, eq, inline = tok[2:].partition("=")
         if key.endswith("+"):  # jsonargparse's append syntax
             key = key[:-1]

@@ -99,8 +99,6 @@ class RLConfig(RunConfig):
     """Critic (PPO)."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Held-out evaluation."""
-    executor: str = "local"
-    """Where roles run: local (one process)."""
 
 
 @dataclass(frozen=True)

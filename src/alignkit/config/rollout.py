@@ -27,6 +27,14 @@ class RolloutConfig:
     """Generation engine: hf (torch, CPU or GPU) or vllm (GPU)."""
     batch_size: int = 0
     """Most sequences decoded at once, to bound memory (0: all of a step's sequences together)."""
+    num_workers: int = 1
+    """Rollout engine replicas (Ray actors with --executor ray); the prompts are split among them."""
+    async_: bool = False
+    """--rollout.async: generate the next batches while the trainer trains (needs --executor ray)."""
+    max_staleness: int = 1
+    """With --rollout.async: how many policy versions a sample may lag behind the trainer (batches in flight)."""
+    tis_cap: float = 2.0
+    """With --rollout.async: cap of the truncated importance weight pi_old / pi_behaviour of stale samples."""
 
     def sampling_params(self, seed: int | None) -> SamplingParams:
         """The per-call sampling parameters these settings describe, with `seed` for reproducibility."""

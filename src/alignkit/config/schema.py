@@ -153,6 +153,38 @@ class RewardModelOptions:
 
 
 @dataclass(frozen=True)
+class BackendConfig:
+    """How a trained model is sharded across its workers and stepped."""
+
+    backend: str = "torch"
+    """Training backend: torch (one process), fsdp2 (fully_shard over the role's workers), deepspeed (ZeRO; optional extra)."""
+    num_workers: int = 1
+    """Data-parallel workers of the role (processes; Ray actors with --executor ray)."""
+    zero_stage: int = 2
+    """DeepSpeed ZeRO stage: 1, 2 or 3."""
+    offload: bool = False
+    """Offload optimizer states (and, for ZeRO-3 / FSDP2, parameters) to CPU memory."""
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """The Ray executor: where roles run and how long a remote call may take."""
+
+    address: str = ""
+    """Ray cluster to join ('auto' for the running one); empty starts a local Ray instance."""
+    placement: str = "colocated"
+    """colocated: roles share bundles and take turns; separate: each role gets its own bundles."""
+    bundles: dict[str, list[int]] = field(default_factory=dict)
+    """Explicit role -> bundle indices mapping (e.g. from `alignkit plan --output`); overrides placement."""
+    cpus_per_worker: float = 1.0
+    """CPUs reserved for each worker actor."""
+    gpus_per_worker: float = 0.0
+    """GPUs reserved for each worker actor (a fraction lets colocated roles share a GPU)."""
+    call_timeout_s: float = 600.0
+    """Longest wait for one remote call; the error names the role, worker and method."""
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Fields every training command shares."""
 
@@ -172,6 +204,12 @@ class RunConfig:
     """Seed for data order, initialisation and sampling."""
     resume: str = ""
     """Resume: 'latest' (or a bare --resume) takes the newest checkpoint in output_dir; a path takes that one."""
+    policy: BackendConfig = field(default_factory=BackendConfig)
+    """Training backend of the trained model (the policy in RL)."""
+    executor: str = "local"
+    """Where roles run: local (one process) or ray (Ray actor groups)."""
+    ray: RayConfig = field(default_factory=RayConfig)
+    """Ray executor settings (--executor ray)."""
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,21 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from alignkit.orchestration.calls import Call
+
 T = TypeVar("T")
 
 
 class LocalExecutor:
     def create(self, role: str, cls: type[T], *args: Any) -> T:
         return cls(*args)
+
+    def ready(self) -> None:
+        """Every role is built as it is created."""
+
+    def run(self, calls: list[Call]) -> list[Any]:
+        """Independent calls, one after the other in the order given."""
+        return [c() for c in calls]
 
     def shutdown(self) -> None:
         """Nothing to stop: the roles are garbage-collected with the controller."""

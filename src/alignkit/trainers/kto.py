@@ -7,7 +7,6 @@ gradient and by the reference, per micro-batch.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,19 +15,15 @@ import torch
 from alignkit.algos.losses.preference import kto_kl_ref_point, kto_loss
 from alignkit.backends.base import LossFn
 from alignkit.backends.factory import build_backend
-from alignkit.checkpoint.export import export_hf
 from alignkit.config.schema import KTOConfig
-from alignkit.config.validate import validate_run
 from alignkit.data.packing import PackedBatch, pack
 from alignkit.data.samples import TokenizedUnpaired
 from alignkit.data.tokenize import tokenize_unpaired
 from alignkit.models.forward import sequence_logps
-from alignkit.models.load import load_causal_lm, load_tokenizer
+from alignkit.models.load import load_causal_lm
 from alignkit.models.reference import Reference, load_frozen, needs_own_model, precompute
-from alignkit.trainers.loop import plan_steps, train_supervised
-from alignkit.trainers.run import load_records, start_run
-
-log = logging.getLogger("alignkit")
+from alignkit.trainers.loop import train_supervised
+from alignkit.trainers.supervised import finish, prepare
 
 
 @dataclass(frozen=True)
@@ -97,32 +92,24 @@ def with_ref(items: list[TokenizedUnpaired], logps: torch.Tensor | None) -> list
 
 
 def run_kto(cfg: KTOConfig) -> dict[str, float]:
-    validate_run(cfg)
-    run = start_run(cfg)
-    tokenizer = load_tokenizer(cfg.model)
-    train_recs, eval_recs = load_records(cfg)
-    train, stats = tokenize_unpaired(train_recs, tokenizer, cfg.data)
-    evals, _ = tokenize_unpaired(eval_recs, tokenizer, cfg.data) if eval_recs else ([], None)
-    log.info("data: %s", stats.as_dict())
-    _, total = plan_steps(len(train), cfg.train.batch_size, cfg.train.max_steps, cfg.train.epochs)
-    d, micro = cfg.data, cfg.train.micro_batch_size
-
+    p = prepare(cfg, tokenize_unpaired)
+    d, micro, device = cfg.data, cfg.train.micro_batch_size, p.run.device
     model = None
     if needs_own_model(cfg.ref, cfg.model.lora):
-        reference = Reference(model=load_frozen(cfg.model, cfg.ref, run.device))
+        reference = Reference(model=load_frozen(cfg.model, cfg.ref, device))
     else:
-        model = load_causal_lm(cfg.model, run.device)
+        model = load_causal_lm(cfg.model, device)
         reference = Reference(policy=model)
     refs = [None, None]
     if cfg.ref.precompute:
-        refs = [precompute(reference, [i.sample for i in g] + [i.kl_sample for i in g], tokenizer.pad_token_id,
-                           d.max_length, d.packing, micro, run.device) for g in (train, evals)]
+        refs = [precompute(reference, [i.sample for i in g] + [i.kl_sample for i in g], p.tokenizer.pad_token_id,
+                           d.max_length, d.packing, micro, device) for g in (p.train, p.evals)]
         reference.release()
-    model = model or load_causal_lm(cfg.model, run.device)
-    backend = build_backend(model, cfg.train, total, run.device)
+    model = model or load_causal_lm(cfg.model, device)
+    backend = build_backend(model, cfg.train, p.total_steps, device)
     k = cfg.kto
     objective = KTOObjective(k.beta, k.desirable_weight, k.undesirable_weight, reference,
-                             tokenizer.pad_token_id, d.max_length, d.packing, run.device)
-    last = train_supervised(run, backend, objective, with_ref(train, refs[0]), with_ref(evals, refs[1]), total)
-    export_hf(model, tokenizer, run.dir / "final", {"data_stats.json": stats.as_dict()})
-    return last | {f"data_{k}": v for k, v in stats.as_dict().items()}
+                             p.tokenizer.pad_token_id, d.max_length, d.packing, device)
+    last = train_supervised(p.run, backend, objective, with_ref(p.train, refs[0]), with_ref(p.evals, refs[1]),
+                            p.total_steps)
+    return finish(p, model, last)

@@ -15,16 +15,17 @@ from dataclasses import dataclass
 import torch
 
 from alignkit.algos.kl import AdaptiveKLController, FixedKLController
+from alignkit.algos.losses.policy import tis_weight
 from alignkit.algos.objective import PolicyObjective
 from alignkit.algos.shaping import informative_groups
-from alignkit.checkpoint.export import export_hf
-from alignkit.checkpoint.state import TrainerState, load_checkpoint, save_checkpoint
+from alignkit.checkpoint.state import TrainerState, read_state, save_state
 from alignkit.config.rl import RLConfig
 from alignkit.metrics.logger import MetricsLogger
 from alignkit.metrics.progress import progress_bar, short
 from alignkit.metrics.report import write_report
 from alignkit.models.load import load_tokenizer
-from alignkit.orchestration.local import LocalExecutor
+from alignkit.orchestration.calls import Call
+from alignkit.orchestration.factory import build_executor
 from alignkit.rollout.base import Generation, SamplingParams
 from alignkit.trainers.prompts import Prompt, PromptStream, to_prompt
 from alignkit.trainers.rl_experience import layout, shape_rewards, with_advantages
@@ -37,6 +38,7 @@ from alignkit.workers.policy import PolicyWorker
 from alignkit.workers.reference import ReferenceWorker
 from alignkit.workers.reward import RewardWorker
 from alignkit.workers.rollout import RolloutWorker
+from alignkit.workers.trained import RoleState
 
 log = logging.getLogger("alignkit")
 
@@ -52,9 +54,9 @@ class Scored:
 
 
 class OnlineRL:
-    def __init__(self, cfg: RLConfig, run: Run, executor=None):
+    def __init__(self, cfg: RLConfig, run: Run, executor):
         self.cfg, self.run, a = cfg, run, cfg.algo
-        self.executor = executor or LocalExecutor()
+        self.executor = executor
         tokenizer = load_tokenizer(cfg.model)
         self.pad_id = tokenizer.pad_token_id
         train_recs, eval_recs = load_records(cfg)
@@ -68,10 +70,17 @@ class OnlineRL:
         self.reward = ex.create("reward", RewardWorker, cfg)
         self.ref = ex.create("reference", ReferenceWorker, cfg) if a.kl_coef > 0 else None
         self.critic = ex.create("critic", CriticWorker, cfg, n_updates) if a.advantage == "gae" else None
+        ex.ready()
         self.kl_ctl = (AdaptiveKLController(a.kl_coef, a.kl_target, a.kl_horizon) if a.kl_target
                        else FixedKLController(a.kl_coef))
         self.tokenizer = tokenizer
         self.state = TrainerState()
+        self.pipeline = None
+        if cfg.rollout.async_:
+            from alignkit.orchestration.ray.async_rollout import AsyncRollout
+
+            self.pipeline = AsyncRollout(self.rollout, self.stream, lambda step: self.sampling(step, 0),
+                                         cfg.train.batch_size, cfg.rollout.max_staleness, cfg.train.max_steps - 1)
 
     # -- one step ---------------------------------------------------------------------------
     def sampling(self, step: int, attempt: int) -> SamplingParams:
@@ -80,11 +89,14 @@ class OnlineRL:
     def generate_and_score(self, prompts: list[Prompt], params: SamplingParams, timings: dict[str, float]) -> Scored:
         t0 = time.perf_counter()
         gens = self.rollout.generate([p.ids for p in prompts], params)
-        t1 = time.perf_counter()
+        timings["timing/generate"] += time.perf_counter() - t0
+        return self.score(prompts, gens, timings)
+
+    def score(self, prompts: list[Prompt], gens: list[Generation], timings: dict[str, float]) -> Scored:
+        t0 = time.perf_counter()
         out = self.reward.score([prompts[g.prompt_index].text for g in gens], [g.text for g in gens],
                                 [prompts[g.prompt_index].label for g in gens])
-        timings["timing/generate"] += t1 - t0
-        timings["timing/score"] += time.perf_counter() - t1
+        timings["timing/score"] += time.perf_counter() - t0
         rewards = shape_rewards(out.scores.float(), gens, self.cfg.algo, self.cfg.rollout.max_new_tokens)
         return Scored(prompts, gens, rewards, out.components)
 
@@ -114,22 +126,34 @@ class OnlineRL:
             have += len({g.prompt_index for g in scored.gens})
         return kept, {"dynamic_sampling/dropped_groups": dropped, "dynamic_sampling/tries": tries}
 
-    def make_experience(self, rounds: list[Scored], timings: dict[str, float]) -> Experience:
+    def collect_async(self, step: int, timings: dict[str, float]) -> tuple[list[Scored], int]:
+        """The round of `step` from the pipeline, and the policy version that generated it
+        (timing/generate is the time the trainer waited for it)."""
+        t0 = time.perf_counter()
+        r = self.pipeline.take(step, self.state.step)
+        timings["timing/generate"] += time.perf_counter() - t0
+        return [self.score(r.prompts, r.gens, timings)], r.version
+
+    def make_experience(self, rounds: list[Scored], timings: dict[str, float], version: int) -> Experience:
         parts, offset = [], 0
         for r in rounds:
             parts.append(layout(r.prompts, r.gens, offset, self.pad_id))
             offset += len(r.prompts)
         width = max(p["input_ids"].shape[1] for p in parts)
         cat = {k: _cat([p[k] for p in parts], width, self.pad_id if k == "input_ids" else 0) for k in parts[0]}
-        exp = Experience(**cat, rewards=torch.cat([r.rewards for r in rounds]), version=self.state.step)
+        exp = Experience(**cat, rewards=torch.cat([r.rewards for r in rounds]), version=version)
         t0 = time.perf_counter()
         a = self.cfg.algo
-        if self.updates_per_step > 1 or (a.kl_in_reward and self.ref is not None):
-            exp = exp.with_(old_logp=self.policy.logprobs(exp))
+        calls = {}  # independent forward passes: the executor may run them at the same time
+        if self.updates_per_step > 1 or (a.kl_in_reward and self.ref is not None) or self.pipeline is not None:
+            calls["old_logp"] = Call(self.policy, "logprobs", (exp,))
         if self.ref is not None:
-            exp = exp.with_(ref_logp=self.ref.logprobs(exp))
+            calls["ref_logp"] = Call(self.ref, "logprobs", (exp,))
         if self.critic is not None:
-            exp = exp.with_(values=self.critic.values(exp))
+            calls["values"] = Call(self.critic, "values", (exp,))
+        exp = exp.with_(**dict(zip(calls, self.executor.run(list(calls.values())), strict=True)))
+        if self.pipeline is not None:  # samples of an older policy: truncated importance weights
+            exp = exp.with_(is_weight=tis_weight(exp.old_logp, exp.behaviour_logp, self.cfg.rollout.tis_cap))
         timings["timing/logprobs"] += time.perf_counter() - t0
         return with_advantages(exp, a, self.kl_ctl.value)
 
@@ -149,25 +173,33 @@ class OnlineRL:
         for _ in range(a.ppo_epochs):
             order = torch.randperm(exp.n, generator=gen) if a.mini_batches > 1 else torch.arange(exp.n)
             for idx in order.chunk(a.mini_batches):
-                mb, m = exp.select(idx), {}
+                mb, calls = exp.select(idx), []
                 if self.critic is not None:
-                    m |= self.critic.update(mb, a.value_clip, a.loss_agg)
+                    calls.append(Call(self.critic, "update", (mb, a.value_clip, a.loss_agg)))
                 if train_policy:
-                    m |= self.policy.update(mb, obj)
-                updates.append(m)
+                    calls.append(Call(self.policy, "update", (mb, obj)))
+                updates.append({k: v for m in self.executor.run(calls) for k, v in m.items()})
         timings["timing/train"] += time.perf_counter() - t0
         return mean_metrics(updates)
 
     def sync(self, timings: dict[str, float]) -> None:
         t0 = time.perf_counter()
-        self.rollout.load_weights(self.policy.weights())
+        if self.pipeline is not None:
+            self.pipeline.send(self.policy.weights())  # loaded after the rounds already in flight
+        else:
+            self.rollout.load_weights(self.policy.weights())
         timings["timing/sync"] += time.perf_counter() - t0
 
     def step(self, step: int) -> dict[str, float]:
         timings = dict.fromkeys(("timing/generate", "timing/score", "timing/logprobs", "timing/train", "timing/sync"), 0.0)
         t0 = time.perf_counter()
-        rounds, ds_metrics = self.collect(step, timings)
-        exp = self.make_experience(rounds, timings)
+        if self.pipeline is not None:
+            rounds, version = self.collect_async(step, timings)
+            extra = {"rollout/version": version, "rollout/staleness": step - version}
+        else:
+            rounds, ds_metrics = self.collect(step, timings)
+            version, extra = step, ds_metrics if self.cfg.algo.dynamic_sampling else {}
+        exp = self.make_experience(rounds, timings, version)
         metrics = batch_metrics(exp, rounds, self.cfg.rollout.max_new_tokens)
         metrics |= self.train_on(exp, step, timings)
         if "kl" in metrics:
@@ -175,7 +207,7 @@ class OnlineRL:
         self.sync(timings)
         dt = time.perf_counter() - t0
         gen_tokens = sum(len(g.response_ids) for r in rounds for g in r.gens)
-        metrics |= ds_metrics if self.cfg.algo.dynamic_sampling else {}
+        metrics |= extra
         metrics |= timings | {"kl_coef": self.kl_ctl.value, "step_time_s": dt, "tokens_per_s": gen_tokens / dt,
                               "generate_tokens_per_s": gen_tokens / max(timings["timing/generate"], 1e-9)}
         metrics["loss"] = metrics.get("pg_loss", 0.0)
@@ -193,22 +225,22 @@ class OnlineRL:
         out |= {f"eval_reward/{k}": float(v.float().mean()) for k, v in s.components.items()}
         return out
 
-    def models(self) -> tuple[dict, dict]:
-        roles = {"policy": self.policy} | ({"critic": self.critic} if self.critic is not None else {})
-        return {k: w.model for k, w in roles.items()}, {k: w.backend for k, w in roles.items()}
+    def trained(self) -> dict:
+        return {"policy": self.policy} | ({"critic": self.critic} if self.critic is not None else {})
 
     def save(self) -> None:
-        models, backends = self.models()
-        self.state.epoch, self.state.sample_offset = self.stream.epoch, self.stream.offset
+        states = {k: w.checkpoint_state() for k, w in self.trained().items()}
+        position = self.pipeline.position() if self.pipeline is not None else (self.stream.epoch, self.stream.offset)
+        self.state.epoch, self.state.sample_offset = position
         self.state.extra = {"kl": self.kl_ctl.state_dict()}
-        save_checkpoint(self.run.ckpt_dir, models, {k: b.state_dict() for k, b in backends.items()}, self.state,
-                        self.cfg.checkpoint.keep)
+        save_state(self.run.ckpt_dir, {k: s.weights for k, s in states.items()}, {k: s.optim for k, s in states.items()},
+                   self.state, self.cfg.checkpoint.keep)
 
     def resume(self) -> None:
-        models, backends = self.models()
-        self.state, states = load_checkpoint(self.run.resume_from, models)
-        for k, b in backends.items():
-            b.load_state_dict(states[k])
+        roles = self.trained()
+        self.state, weights, optims = read_state(self.run.resume_from, list(roles))
+        for k, w in roles.items():
+            w.load_checkpoint_state(RoleState(weights[k], optims[k]))
         self.stream.epoch, self.stream.offset = self.state.epoch, self.state.sample_offset
         self.kl_ctl.load_state_dict(self.state.extra["kl"])
         self.sync({"timing/sync": 0.0})  # the engine still holds the starting weights
@@ -242,7 +274,6 @@ class OnlineRL:
         finally:
             bar.close()
             logger.close()
-            self.executor.shutdown()
         return last
 
 
@@ -260,8 +291,12 @@ def _cat(tensors: list[torch.Tensor], width: int, pad: int) -> torch.Tensor:
 def run_rl(cfg: RLConfig) -> dict[str, float]:
     validate_rl(cfg)
     run = start_run(cfg)
-    trainer = OnlineRL(cfg, run)
-    last = trainer.train()
-    export_hf(trainer.policy.model, trainer.tokenizer, run.dir / "final")
+    executor = build_executor(cfg)
+    try:
+        trainer = OnlineRL(cfg, run, executor)
+        last = trainer.train()
+        trainer.policy.export(str(run.dir / "final"))
+    finally:
+        executor.shutdown()  # the roles' processes, even when building or training failed
     write_report(run.dir)
     return last

@@ -7,7 +7,6 @@ and the hyper-parameters it uses.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,20 +15,16 @@ import torch
 from alignkit.algos.losses.preference import PreferenceConfig, PreferenceInput, preference_loss
 from alignkit.backends.base import LossFn
 from alignkit.backends.factory import build_backend
-from alignkit.checkpoint.export import export_hf
 from alignkit.config.schema import DPOConfig
-from alignkit.config.validate import validate_run
 from alignkit.data.packing import PackedBatch, pack
 from alignkit.data.samples import TokenizedPair
 from alignkit.data.tokenize import tokenize_pairs
 from alignkit.errors import ConfigError
 from alignkit.models.forward import sequence_logps
-from alignkit.models.load import load_causal_lm, load_tokenizer
+from alignkit.models.load import load_causal_lm
 from alignkit.models.reference import Reference, load_frozen, needs_own_model, precompute
-from alignkit.trainers.loop import plan_steps, train_supervised
-from alignkit.trainers.run import load_records, start_run
-
-log = logging.getLogger("alignkit")
+from alignkit.trainers.loop import train_supervised
+from alignkit.trainers.supervised import finish, prepare
 
 
 @dataclass(frozen=True)
@@ -130,32 +125,24 @@ def with_ref(pairs: list[TokenizedPair], logps: torch.Tensor | None) -> list[Ref
 
 
 def run_dpo(cfg: DPOConfig) -> dict[str, float]:
-    validate_run(cfg)
     spec, pref = resolve_loss(cfg)
-    run = start_run(cfg)
-    tokenizer = load_tokenizer(cfg.model)
-    train_recs, eval_recs = load_records(cfg)
-    train, stats = tokenize_pairs(train_recs, tokenizer, cfg.data)
-    evals, _ = tokenize_pairs(eval_recs, tokenizer, cfg.data)
-    log.info("data: %s", stats.as_dict())
-    _, total = plan_steps(len(train), cfg.train.batch_size, cfg.train.max_steps, cfg.train.epochs)
-    d, micro = cfg.data, cfg.train.micro_batch_size
-
+    p = prepare(cfg, tokenize_pairs)
+    d, micro, device = cfg.data, cfg.train.micro_batch_size, p.run.device
     reference, model = None, None
     if spec.uses_ref and needs_own_model(cfg.ref, cfg.model.lora):
-        reference = Reference(model=load_frozen(cfg.model, cfg.ref, run.device))
+        reference = Reference(model=load_frozen(cfg.model, cfg.ref, device))
     if reference is None and spec.uses_ref:
-        model = load_causal_lm(cfg.model, run.device)
+        model = load_causal_lm(cfg.model, device)
         reference = Reference(policy=model)
     refs = [None, None]
     if spec.uses_ref and cfg.ref.precompute:
         # Reference first, alone: it is freed before the policy is loaded when it is a separate model.
-        refs = [precompute(reference, flat_samples(g), tokenizer.pad_token_id, d.max_length, d.packing, micro, run.device)
-                for g in (train, evals)]
+        refs = [precompute(reference, flat_samples(g), p.tokenizer.pad_token_id, d.max_length, d.packing, micro, device)
+                for g in (p.train, p.evals)]
         reference.release()
-    model = model or load_causal_lm(cfg.model, run.device)
-    backend = build_backend(model, cfg.train, total, run.device)
-    objective = PairwiseObjective(spec, pref, reference, tokenizer.pad_token_id, d.max_length, d.packing, run.device)
-    last = train_supervised(run, backend, objective, with_ref(train, refs[0]), with_ref(evals, refs[1]), total)
-    export_hf(model, tokenizer, run.dir / "final", {"data_stats.json": stats.as_dict()})
-    return last | {f"data_{k}": v for k, v in stats.as_dict().items()}
+    model = model or load_causal_lm(cfg.model, device)
+    backend = build_backend(model, cfg.train, p.total_steps, device)
+    objective = PairwiseObjective(spec, pref, reference, p.tokenizer.pad_token_id, d.max_length, d.packing, device)
+    last = train_supervised(p.run, backend, objective, with_ref(p.train, refs[0]), with_ref(p.evals, refs[1]),
+                            p.total_steps)
+    return finish(p, model, last)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,19 +10,15 @@ import torch
 from alignkit.algos.losses.reward import FORMS, bradley_terry_loss
 from alignkit.backends.base import LossFn
 from alignkit.backends.factory import build_backend
-from alignkit.checkpoint.export import export_hf
 from alignkit.config.schema import RMConfig
-from alignkit.config.validate import validate_run
 from alignkit.data.packing import PackedBatch, pack
 from alignkit.data.samples import TokenizedPair
 from alignkit.data.tokenize import tokenize_pairs
 from alignkit.errors import ConfigError
 from alignkit.models.forward import reward_scores
-from alignkit.models.load import REWARD_STATS_FILE, load_reward_model, load_tokenizer
-from alignkit.trainers.loop import chunks, plan_steps, train_supervised
-from alignkit.trainers.run import load_records, start_run
-
-log = logging.getLogger("alignkit")
+from alignkit.models.load import REWARD_STATS_FILE, load_reward_model
+from alignkit.trainers.loop import chunks, train_supervised
+from alignkit.trainers.supervised import finish, prepare
 
 
 @dataclass(frozen=True)
@@ -74,24 +69,16 @@ def reward_statistics(model, objective: RewardObjective, pairs: Sequence[Tokeniz
 
 
 def run_rm(cfg: RMConfig) -> dict[str, float]:
-    validate_run(cfg)
     if cfg.rm.loss not in FORMS:
         raise ConfigError(f"--rm.loss must be one of {', '.join(FORMS)}, got '{cfg.rm.loss}'")
-    run = start_run(cfg)
-    tokenizer = load_tokenizer(cfg.model)
-    train_recs, eval_recs = load_records(cfg)
-    train, stats = tokenize_pairs(train_recs, tokenizer, cfg.data)
-    evals, _ = tokenize_pairs(eval_recs, tokenizer, cfg.data)
-    log.info("data: %s", stats.as_dict())
-    _, total = plan_steps(len(train), cfg.train.batch_size, cfg.train.max_steps, cfg.train.epochs)
-    model = load_reward_model(cfg.model, run.device)
-    backend = build_backend(model, cfg.train, total, run.device)
+    p = prepare(cfg, tokenize_pairs)
+    model = load_reward_model(cfg.model, p.run.device)
+    backend = build_backend(model, cfg.train, p.total_steps, p.run.device)
     objective = RewardObjective(
-        tokenizer.pad_token_id, cfg.data.max_length, cfg.data.packing, cfg.rm.loss, cfg.rm.use_margin, run.device
+        p.tokenizer.pad_token_id, cfg.data.max_length, cfg.data.packing, cfg.rm.loss, cfg.rm.use_margin, p.run.device
     )
-    last = train_supervised(run, backend, objective, train, evals, total)
-    extra = {"data_stats.json": stats.as_dict()}
+    last = train_supervised(p.run, backend, objective, p.train, p.evals, p.total_steps)
+    extra = {}
     if cfg.rm.normalize:
-        extra[REWARD_STATS_FILE] = reward_statistics(model, objective, train, cfg.train.micro_batch_size)
-    export_hf(model, tokenizer, run.dir / "final", extra)
-    return last | {f"data_{k}": v for k, v in stats.as_dict().items()}
+        extra[REWARD_STATS_FILE] = reward_statistics(model, objective, p.train, cfg.train.micro_batch_size)
+    return finish(p, model, last, extra)

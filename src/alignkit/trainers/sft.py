@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,18 +10,14 @@ import torch
 from alignkit.algos.losses.sft import sft_loss
 from alignkit.backends.base import LossFn
 from alignkit.backends.factory import build_backend
-from alignkit.checkpoint.export import export_hf
 from alignkit.config.schema import SFTConfig
-from alignkit.config.validate import validate_run
 from alignkit.data.packing import PackedBatch, pack
 from alignkit.data.samples import TokenizedSample
 from alignkit.data.tokenize import tokenize_sft
 from alignkit.models.forward import causal_logprobs
-from alignkit.models.load import load_causal_lm, load_tokenizer
-from alignkit.trainers.loop import plan_steps, train_supervised
-from alignkit.trainers.run import load_records, start_run
-
-log = logging.getLogger("alignkit")
+from alignkit.models.load import load_causal_lm
+from alignkit.trainers.loop import train_supervised
+from alignkit.trainers.supervised import finish, prepare
 
 
 @dataclass(frozen=True)
@@ -51,17 +46,8 @@ class SFTObjective:
 
 def run_sft(cfg: SFTConfig) -> dict[str, float]:
     """Train per `cfg`; writes the run directory and returns the last logged metrics."""
-    validate_run(cfg)
-    run = start_run(cfg)
-    tokenizer = load_tokenizer(cfg.model)
-    train_recs, eval_recs = load_records(cfg)
-    train, stats = tokenize_sft(train_recs, tokenizer, cfg.data)
-    evals, _ = tokenize_sft(eval_recs, tokenizer, cfg.data)
-    log.info("data: %s", stats.as_dict())
-    _, total = plan_steps(len(train), cfg.train.batch_size, cfg.train.max_steps, cfg.train.epochs)
-    model = load_causal_lm(cfg.model, run.device)
-    backend = build_backend(model, cfg.train, total, run.device)
-    objective = SFTObjective(tokenizer.pad_token_id, cfg.data.max_length, cfg.data.packing, run.device)
-    last = train_supervised(run, backend, objective, train, evals, total)
-    export_hf(model, tokenizer, run.dir / "final", {"data_stats.json": stats.as_dict()})
-    return last | {f"data_{k}": v for k, v in stats.as_dict().items()}
+    p = prepare(cfg, tokenize_sft)
+    model = load_causal_lm(cfg.model, p.run.device)
+    backend = build_backend(model, cfg.train, p.total_steps, p.run.device)
+    objective = SFTObjective(p.tokenizer.pad_token_id, cfg.data.max_length, cfg.data.packing, p.run.device)
+    return finish(p, model, train_supervised(p.run, backend, objective, p.train, p.evals, p.total_steps))

@@ -14,12 +14,13 @@ from alignkit.config.schema import LoraConfig, ModelConfig
 from alignkit.data.packing import pack_rows, unpack
 from alignkit.models.forward import token_values
 from alignkit.models.load import load_reward_model, load_tokenizer, resolve_device
-from alignkit.workers.experience import Experience
+from alignkit.workers.experience import Experience, StepTotals
 from alignkit.workers.forward_utils import gather, micro_batches
 from alignkit.workers.policy import capacity
+from alignkit.workers.trained import TrainedRole
 
 
-class CriticWorker:
+class CriticWorker(TrainedRole):
     def __init__(self, cfg: RLConfig, total_optim_steps: int):
         self.cfg = cfg
         self.device = resolve_device(cfg.train.device)
@@ -28,7 +29,7 @@ class CriticWorker:
                                 attn_implementation=cfg.model.attn_implementation, lora=LoraConfig(rank=0))
         self.model = load_reward_model(model_cfg, self.device)
         train = dataclasses.replace(cfg.train, lr=cfg.critic.lr)
-        self.backend = build_backend(self.model, train, total_optim_steps, self.device)
+        self.backend = build_backend(self.model, train, total_optim_steps, self.device, cfg.policy)
         self.capacity = capacity(cfg)
 
     def _values(self, model, mb: Experience) -> torch.Tensor:
@@ -40,9 +41,9 @@ class CriticWorker:
         self.model.eval()
         return gather(exp, lambda mb: self._values(self.model, mb), self.cfg.train.micro_batch_size)
 
-    def update(self, exp: Experience, clip: float | None, agg: str) -> dict[str, float]:
-        mask = exp.response_mask
-        step_tokens, step_seqs = float(mask.sum()), float((mask.sum(-1) > 0).sum())
+    def update(self, exp: Experience, clip: float | None, agg: str, totals: StepTotals | None = None) -> dict[str, float]:
+        """One optimizer step; `totals` as in `PolicyWorker.update`."""
+        step_tokens, step_seqs = dataclasses.astuple(totals or exp.totals())
         max_len = float(self.cfg.rollout.max_new_tokens)
         metrics: dict[str, float] = {}
         for mb in micro_batches(exp, self.cfg.train.micro_batch_size):
@@ -54,7 +55,7 @@ class CriticWorker:
                 dev = self.device
                 v = self._values(model, mb)
                 loss, m = value_loss(v, mb.values.to(dev), mb.returns.to(dev), mb.response_mask.to(dev), clip, agg, denom)
-                return loss, {k: x * share for k, x in m.items()}
+                return loss, {k: x if k == "value_loss" else x * share for k, x in m.items()}  # as in PolicyWorker
 
             for k, v in self.backend.forward_backward(mb, loss_fn).items():
                 metrics[f"critic/{k}"] = metrics.get(f"critic/{k}", 0.0) + v

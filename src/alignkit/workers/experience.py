@@ -15,6 +15,15 @@ import torch
 
 
 @dataclass(frozen=True)
+class StepTotals:
+    """The denominators of one optimizer step: response tokens and sequences of the WHOLE mini-batch,
+    which a worker training on a shard of it must divide by."""
+
+    tokens: float
+    seqs: float
+
+
+@dataclass(frozen=True)
 class Experience:
     input_ids: torch.Tensor  # (n, L) long
     lengths: torch.Tensor  # (n,) tokens in each row
@@ -28,6 +37,7 @@ class Experience:
     values: torch.Tensor | None = None  # (n, L) critic values
     advantages: torch.Tensor | None = None  # (n, L)
     returns: torch.Tensor | None = None  # (n, L)
+    is_weight: torch.Tensor | None = None  # (n, L) truncated importance weights of stale rows (async); None: 1
 
     @property
     def n(self) -> int:
@@ -48,6 +58,10 @@ class Experience:
             else:
                 out[f.name] = v
         return Experience(**out)
+
+    def totals(self) -> StepTotals:
+        mask = self.response_mask
+        return StepTotals(float(mask.sum()), float((mask.sum(-1) > 0).sum()))
 
     def token_count(self) -> int:
         return int(self.response_mask.sum())

@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
 from alignkit.algos.aggregate import micro_denom
 from alignkit.algos.objective import PolicyObjective, policy_objective
+from alignkit.backends.distributed import rank
 from alignkit.backends.factory import build_backend
+from alignkit.checkpoint.export import export_hf
 from alignkit.config.rl import RLConfig
+from alignkit.config.schema import LoraConfig
 from alignkit.data.packing import pack_rows, unpack
 from alignkit.models.forward import causal_forward
 from alignkit.models.load import load_causal_lm, load_tokenizer, resolve_device
-from alignkit.models.weights import full_weights
-from alignkit.workers.experience import Experience
+from alignkit.workers.experience import Experience, StepTotals
 from alignkit.workers.forward_utils import gather, micro_batches
+from alignkit.workers.trained import TrainedRole
 
 
 def capacity(cfg: RLConfig) -> int:
-    """Tokens per packed row: a prompt of up to data.max_length plus a full response."""
-    return cfg.data.max_length + cfg.rollout.max_new_tokens
+    """Tokens per packed row; 0 packs each micro-batch to its own longest sequence, so padding is
+    bounded by the spread of lengths. Rows as wide as the config's limits (prompt + full response)
+    were mostly one sequence padded to the width of a two-sequence row: 1.65 token slots per real
+    token in bench/bench_grpo.py."""
+    return 0
 
 
 def sampling_temperature(cfg: RLConfig) -> float:
@@ -29,13 +37,13 @@ def sampling_temperature(cfg: RLConfig) -> float:
     return cfg.rollout.temperature or 1.0
 
 
-class PolicyWorker:
+class PolicyWorker(TrainedRole):
     def __init__(self, cfg: RLConfig, total_optim_steps: int):
         self.cfg = cfg
         self.device = resolve_device(cfg.train.device)
         self.pad_id = load_tokenizer(cfg.model).pad_token_id
         self.model = load_causal_lm(cfg.model, self.device)
-        self.backend = build_backend(self.model, cfg.train, total_optim_steps, self.device)
+        self.backend = build_backend(self.model, cfg.train, total_optim_steps, self.device, cfg.policy)
         self.capacity = capacity(cfg)
         self.temperature = sampling_temperature(cfg)
 
@@ -50,11 +58,11 @@ class PolicyWorker:
         self.model.eval()
         return gather(exp, lambda mb: self._forward(self.model, mb, False)[0], self.cfg.train.micro_batch_size)
 
-    def update(self, exp: Experience, obj: PolicyObjective) -> dict[str, float]:
-        """One optimizer step on the mini-batch `exp` (micro-batched, exact accumulation)."""
-        mask = exp.response_mask
-        step_tokens = float(mask.sum())
-        step_seqs = float((mask.sum(-1) > 0).sum())
+    def update(self, exp: Experience, obj: PolicyObjective, totals: StepTotals | None = None) -> dict[str, float]:
+        """One optimizer step on the mini-batch `exp` (micro-batched, exact accumulation). `totals`: the
+        counts of the whole mini-batch when `exp` is this worker's shard of it (data parallel); the
+        metrics are then this worker's share of the step's, and the workers' metrics add up."""
+        step_tokens, step_seqs = dataclasses.astuple(totals or exp.totals())
         max_len = float(self.cfg.rollout.max_new_tokens)
         metrics: dict[str, float] = {}
         for mb in micro_batches(exp, self.cfg.train.micro_batch_size):
@@ -69,9 +77,11 @@ class PolicyWorker:
                 dev = self.device
                 loss, m = policy_objective(
                     obj, logp, _to(mb.old_logp, dev), mb.advantages.to(dev), mb.response_mask.to(dev), denom,
-                    ref_logp=_to(mb.ref_logp, dev), entropy=ent,
+                    ref_logp=_to(mb.ref_logp, dev), entropy=ent, is_weight=_to(mb.is_weight, dev),
                 )
-                return loss, {k: v * share for k, v in m.items()}  # token-weighted means over the step
+                # pg_loss is already this micro-batch's part of the step's loss (global denominator);
+                # the other metrics are means, weighted by tokens so that the parts add up.
+                return loss, {k: v if k == "pg_loss" else v * share for k, v in m.items()}
 
             for k, v in self.backend.forward_backward(mb, loss_fn).items():
                 metrics[k] = metrics.get(k, 0.0) + v
@@ -79,8 +89,28 @@ class PolicyWorker:
         return metrics
 
     def weights(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """Full weights (LoRA merged) for the rollout engine."""
-        return full_weights(self.model)
+        """Full weights (LoRA merged) for the rollout engine (gathered from the shards of a sharded
+        backend: collective, every worker of the role iterates)."""
+        return self.backend.full_weights()
+
+    def export(self, path: str) -> None:
+        """The final model in Hugging Face format (LoRA merged), with the tokenizer. Collective under a
+        sharded backend: every worker gathers the full weights, the first writes them."""
+        tokenizer = load_tokenizer(self.cfg.model)
+        if not torch.distributed.is_initialized():  # the torch backend: the model is whole here
+            export_hf(self.model, tokenizer, Path(path))
+            return
+        weights = self.backend.full_weights()  # collective: every worker walks it
+        if rank() != 0:
+            for _ in weights:
+                pass
+            return
+        plain = load_causal_lm(dataclasses.replace(self.cfg.model, lora=LoraConfig(rank=0)), torch.device("cpu"))
+        params = dict(plain.named_parameters(remove_duplicate=False))
+        with torch.no_grad():
+            for name, t in weights:
+                params[name].copy_(t)
+        export_hf(plain, tokenizer, Path(path))
 
 
 def _to(t: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:

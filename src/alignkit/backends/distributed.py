@@ -1,0 +1,47 @@
+"""What the sharded backends share: the process group they run in, and how the per-worker metrics of
+a data-parallel step add up.
+
+The group is started by whoever launches the workers (`--executor ray` starts one actor per worker and
+calls `torch.distributed.init_process_group` in each, gloo on CPU and NCCL on GPU, with a timeout); the
+backends only use it, so every collective here is bounded by that group's timeout.
+"""
+
+from __future__ import annotations
+
+import torch.distributed as dist
+
+from alignkit.errors import AlignkitError
+
+
+def require_process_group(backend: str) -> None:
+    """Fail with a clear message when a sharded backend is built outside a process group."""
+    if not (dist.is_available() and dist.is_initialized()):
+        raise AlignkitError(
+            f"--policy.backend {backend} runs one process per worker in a torch.distributed process group: "
+            "use --executor ray (or launch the processes with torchrun), or --policy.backend torch"
+        )
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def all_reduce_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """Sum each metric over the workers of the group; every worker gets the sums.
+
+    `forward_backward` returns per-worker partial sums (each worker's loss is its micro-batches' share
+    of a loss already divided by the step's global denominator), so the step's value is the sum. A key
+    missing on some worker counts as 0 there. Collective: every worker must call it, once per step."""
+    if world_size() == 1:
+        return dict(metrics)
+    gathered: list[dict[str, float] | None] = [None] * world_size()
+    dist.all_gather_object(gathered, metrics)
+    total: dict[str, float] = {}
+    for part in gathered:
+        for k, v in (part or {}).items():
+            total[k] = total.get(k, 0.0) + v
+    return total
