@@ -37,7 +37,7 @@ from pathlib import Path
 _T0 = time.perf_counter()  # start of this process, for the start-up time of a side
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MemoryMeter, build_model, machine, run_side, steady_rate, table, write_pairs  # noqa: E402
+from common import MemoryMeter, build_model, machine, run_side, steady_rate, table, without, write_pairs  # noqa: E402
 
 SIDES = ("alignkit", "trl")
 
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
         build_model(work / "model", args.hidden, args.layers)
         write_pairs(work / "pairs.jsonl", args.pairs or args.steps * args.batch_size, args.task, seed=0)
         child = [a for a in (argv if argv is not None else sys.argv[1:])]
-        child = _without(child, "--workdir", "--json") + ["--workdir", str(work)]
+        child = without(child, "--workdir", "--json") + ["--workdir", str(work)]
         print(f"DPO, {args.hidden}x{args.layers} tiny Llama, {args.task} pairs, batch {args.batch_size} pairs, "
               f"max length {args.max_length}, {args.steps} steps ({args.warmup} warm-up, not timed), "
               f"fp32, {device}; {machine()}" + (f"; --threads {args.threads}" if args.threads else ""),
@@ -276,19 +276,6 @@ def main(argv: list[str] | None = None) -> None:
     print(report(results, args))
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "best": results, "runs": runs}, indent=2))
-
-
-def _without(argv: list[str], *flags: str) -> list[str]:
-    """`argv` minus the given flags and their values (`--flag value` or `--flag=value`)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a in flags:
-            skip = True
-        elif not any(a.startswith(f + "=") for f in flags):
-            out.append(a)
-    return out
 
 
 def report(results: dict[str, dict], args: argparse.Namespace) -> str:

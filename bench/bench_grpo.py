@@ -47,7 +47,7 @@ from pathlib import Path
 _T0 = time.perf_counter()
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MemoryMeter, machine, run_side, table  # noqa: E402
+from common import MemoryMeter, machine, run_side, table, without  # noqa: E402
 
 SIDES = ("alignkit", "trl")
 GROUP = 8
@@ -265,7 +265,8 @@ def run_alignkit(args: argparse.Namespace, work: Path, model_dir: Path, device: 
         raise SystemExit(f"expected {args.steps} steps in {out / 'metrics.jsonl'}, found {len(rows)}")
     steps = [{"time_s": r["step_time_s"], "cpu_s": cpu[i], "completions": int(r["sequences"]),
               "prompt_lens": lengths[i][0], "response_lens": lengths[i][1],
-              "slots": _packed_slots(lengths[i], args.micro_batch, args.max_length + args.max_new_tokens),
+              # Row width as alignkit's workers pack (workers/policy.py `capacity`: 0, the longest sequence).
+              "slots": _packed_slots(lengths[i], args.micro_batch, 0),
               "breakdown": {k.split("/")[1]: r[k] for k in r if k.startswith("timing/")}}
              for i, r in enumerate(rows)]
     import alignkit
@@ -511,7 +512,7 @@ def main(argv: list[str] | None = None) -> None:
         work.mkdir(parents=True, exist_ok=True)
         records = make_records("arithmetic", "prompt", PROMPTS_PER_STEP * args.steps, 0)
         write_jsonl(records, work / "prompts.jsonl")
-        child = _without(list(argv if argv is not None else sys.argv[1:]), "--workdir", "--json", "--sizes")
+        child = without(list(argv if argv is not None else sys.argv[1:]), "--workdir", "--json", "--sizes")
         for size in sizes:
             hidden, layers = parse_size(size)
             model_dir = work / f"model_{size}"
@@ -594,19 +595,6 @@ def report(size: str, dims: dict, results: dict[str, dict], peak: float, args: a
 def _gaps(ends: list[float]) -> list[float]:
     """Seconds between consecutive step ends (everything the loop did in between, logging included)."""
     return [b - a for a, b in zip(ends[:-1], ends[1:], strict=True)]
-
-
-def _without(argv: list[str], *flags: str) -> list[str]:
-    """`argv` minus the given flags and their values (`--flag value` or `--flag=value`)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a in flags:
-            skip = True
-        elif not any(a.startswith(f + "=") for f in flags):
-            out.append(a)
-    return out
 
 
 if __name__ == "__main__":

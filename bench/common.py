@@ -144,3 +144,16 @@ def table(headers: Sequence[str], rows: Sequence[Sequence], floatfmt: str = ".1f
     lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
     return "\n".join(lines)
+
+
+def without(argv: list[str], *flags: str) -> list[str]:
+    """`argv` minus the given flags and their values (`--flag value` or `--flag=value`)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in flags:
+            skip = True
+        elif not any(a.startswith(f + "=") for f in flags):
+            out.append(a)
+    return out
