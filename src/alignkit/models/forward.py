@@ -54,17 +54,20 @@ def gather_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, temperature: 
 
 
 def causal_forward(
-    model, batch: PackedBatch, temperature: float = 1.0, with_entropy: bool = False
+    model, batch: PackedBatch, temperature: float = 1.0, with_entropy: bool = False, entropy_grad: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Token log-probs `(rows, seq)` of a causal LM on a packed batch, and optionally the entropy of the
     distribution each token was drawn from (same alignment). Positions that start a sample carry
-    garbage and must be masked by the caller (`batch.loss_mask` is)."""
+    garbage and must be masked by the caller (`batch.loss_mask` is). The entropy carries a gradient
+    only with `entropy_grad` (an entropy bonus): logged alone, it builds no graph over the
+    `(rows, seq, vocab)` softmax."""
     logits = model(**model_inputs(model, batch), use_cache=False).logits
     lp = gather_logprobs(logits, batch.input_ids, temperature)
     if not with_entropy:
         return lp, None
-    scaled = logits[:, :-1].float() / temperature
-    ent = torch.nn.functional.pad(entropy_from_logits(scaled), (1, 0))
+    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+        scaled = logits[:, :-1].float() / temperature
+        ent = torch.nn.functional.pad(entropy_from_logits(scaled), (1, 0))
     return lp, ent
 
 

@@ -47,9 +47,11 @@ class PolicyWorker(TrainedRole):
         self.capacity = capacity(cfg)
         self.temperature = sampling_temperature(cfg)
 
-    def _forward(self, model, mb: Experience, with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _forward(
+        self, model, mb: Experience, with_entropy: bool, entropy_grad: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         packed, index = pack_rows(mb.input_ids, mb.lengths, self.pad_id, self.capacity)
-        logp, ent = causal_forward(model, packed.to(self.device), self.temperature, with_entropy)
+        logp, ent = causal_forward(model, packed.to(self.device), self.temperature, with_entropy, entropy_grad)
         return unpack(logp, index), None if ent is None else unpack(ent, index)
 
     @torch.no_grad()
@@ -71,9 +73,7 @@ class PolicyWorker(TrainedRole):
             share = float(mb_mask.sum()) / max(step_tokens, 1.0)
 
             def loss_fn(model, mb: Experience, denom=denom, share=share):
-                logp, ent = self._forward(model, mb, with_entropy=True)
-                if not obj.entropy_coef:
-                    ent = ent.detach()
+                logp, ent = self._forward(model, mb, with_entropy=True, entropy_grad=bool(obj.entropy_coef))
                 dev = self.device
                 loss, m = policy_objective(
                     obj, logp, _to(mb.old_logp, dev), mb.advantages.to(dev), mb.response_mask.to(dev), denom,

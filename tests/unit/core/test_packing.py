@@ -5,7 +5,13 @@ from transformers import AutoModelForCausalLM
 
 from alignkit.data.packing import assign_rows, pack
 from alignkit.data.samples import TokenizedSample
-from alignkit.models.forward import causal_logprobs, gather_logprobs, segment_last_index, segment_sum
+from alignkit.models.forward import (
+    causal_forward,
+    causal_logprobs,
+    gather_logprobs,
+    segment_last_index,
+    segment_sum,
+)
 
 
 def sample(ids):
@@ -46,3 +52,13 @@ def test_segment_helpers():
     vals = torch.tensor([[1.0, 2.0, 3.0, 100.0], [4.0, 5.0, 6.0, 100.0]])
     assert segment_sum(vals, seg, 3).tolist() == [3.0, 3.0, 15.0]
     assert segment_last_index(seg, 3).tolist() == [1, 2, 6]
+
+
+def test_entropy_is_differentiable_only_when_trained(tiny_dir):
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    batch = pack([sample([5, 6, 7, 8])], pad_id=0)
+    lp, logged = causal_forward(model, batch, with_entropy=True)
+    assert lp.requires_grad and not logged.requires_grad  # logging builds no graph over the softmax
+    _, bonus = causal_forward(model, batch, with_entropy=True, entropy_grad=True)
+    assert bonus.requires_grad
+    torch.testing.assert_close(logged, bonus.detach())
