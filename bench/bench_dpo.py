@@ -5,7 +5,8 @@ with the same batch size, length limit, steps, learning rate, beta 0.1, fp32 and
 copy of the policy as the reference model (no precomputed reference log-probs, no gradient
 checkpointing). Each side runs in its own fresh Python process, one after the other, so neither
 warms or pollutes the other's memory. Everything else is each framework's default as a user gets it:
-alignkit packs a micro-batch's sequences into rows (padding-free, block-diagonal attention mask);
+alignkit packs a micro-batch's pairs into rows (padding-free, block-diagonal attention mask), each
+pair's prompt once for both responses (`--share-prompt false` packs the two sequences separately);
 TRL pads each batch to its longest sequence (its `padding_free` is off by default and currently
 unavailable) and uses its chunked fused LM head for log-probs.
 
@@ -57,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--beta", type=float, default=0.1, help="DPO beta, both sides (default: %(default)s)")
     p.add_argument("--task", default="sort", choices=["sort", "arithmetic", "reverse"], help="synthetic pair task (default: %(default)s)")
     p.add_argument("--pairs", type=int, default=0, help="training pairs (0: steps x batch size, one pass) (default: %(default)s)")
+    p.add_argument("--share-prompt", default="true", choices=["true", "false"],
+                   help="alignkit's --data.share_prompt: a pair's prompt goes through the model once (default: %(default)s)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: cuda when available (default: %(default)s)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads per side (0: torch's default) (default: %(default)s)")
     p.add_argument("--sides", default=",".join(SIDES), help="comma-separated sides to run, in this order (default: %(default)s)")
@@ -120,7 +123,7 @@ def run_alignkit(args: argparse.Namespace, work: Path, device: str) -> dict:
         "--train.batch_size", str(args.batch_size), "--train.micro_batch_size", str(args.batch_size),
         "--train.lr", str(args.lr), "--dpo.beta", str(args.beta), "--data.max_length", str(args.max_length),
         "--model.dtype", "float32", "--train.device", device, "--logging.progress", "false",
-        "--checkpoint.save_steps", "0",
+        "--checkpoint.save_steps", "0", "--data.share_prompt", args.share_prompt,
     ])
     if rc:
         raise SystemExit(f"alignkit dpo exited with {rc}")

@@ -1,7 +1,9 @@
 """DeepSpeed backend. The missing-extra message is always checked; where DeepSpeed (>= 0.19.5) is
-installed, the 2-process CPU run of test_fsdp2_backend (gloo, DS_ACCELERATOR=cpu) is repeated at
-ZeRO-2 and at ZeRO-3 with CPU offload, against the one-process torch backend, with the same
-tolerances (first-step loss 1e-6; later losses, grad norms, lr and final weights 1e-4; resume 1e-6).
+installed, the 2-process CPU runs of test_fsdp2_backend (gloo, DS_ACCELERATOR=cpu) are repeated, against
+the one-process torch backend, with the same tolerances (first-step loss 1e-6; later losses, grad norms,
+lr and final weights 1e-4; resume 1e-6; checkpoints loaded across backends bit-equal, continuing within
+1e-4): SFT at ZeRO-2 and at ZeRO-3 with CPU offload, and the critic and reward-model loss at ZeRO-3 (where
+calling the backbone and head around the engine, as models/forward.py once did, gave wrong gradients).
 """
 
 from __future__ import annotations
@@ -11,7 +13,17 @@ import types
 
 import pytest
 import torch
-from test_fsdp2_backend import CPU, assert_matches, assert_resumes, reference_run, spawn_workers
+from test_fsdp2_backend import (
+    CPU,
+    HEAD_KEYS,
+    assert_matches,
+    assert_resumes,
+    reference_run,
+    spawn,
+    spawn_workers,
+    value_reference_run,
+    value_worker,
+)
 
 from alignkit.backends.deepspeed import import_deepspeed
 from alignkit.backends.factory import build_backend
@@ -56,7 +68,15 @@ def reference(tiny_dir):
 def test_deepspeed_matches_the_torch_backend_and_resumes(reference, stage, offload, tiny_dir, tmp_path, monkeypatch):
     # Workers train on the CPU with gloo even where a GPU exists; the spawned workers inherit this.
     monkeypatch.setenv("DS_ACCELERATOR", "cpu")
-    sharded = spawn_workers(tmp_path, tiny_dir, BackendConfig(backend="deepspeed", zero_stage=stage, offload=offload))
+    cfg = BackendConfig(backend="deepspeed", zero_stage=stage, offload=offload)
+    sharded = spawn_workers(tmp_path, tiny_dir, cfg, reference)
     assert sharded[0]["metrics"] == sharded[1]["metrics"]
     assert_matches(sharded, reference, first_tol=1e-6, tol=1e-4)
-    assert_resumes(sharded)
+    assert_resumes(sharded, reference, tmp_path, tiny_dir)
+
+
+def test_deepspeed_value_and_reward_model_match_the_torch_backend(reference, tiny_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("DS_ACCELERATOR", "cpu")
+    sharded = spawn(value_worker, tmp_path, tiny_dir, BackendConfig(backend="deepspeed", zero_stage=3))
+    assert sharded[0]["metrics"] == sharded[1]["metrics"]
+    assert_matches(sharded, value_reference_run(tiny_dir), first_tol=1e-6, tol=1e-4, keys=HEAD_KEYS)

@@ -28,9 +28,13 @@ class TrainBackend(Protocol):
         """loss_fn under no_grad in eval mode; returns its metrics."""
 
     def state_dict(self) -> dict[str, Any]:
-        """Optimizer and scheduler state for exact resume (sharded backends: full on rank 0)."""
+        """Optimizer and scheduler state for exact resume, in one form for every backend, so that any
+        backend on any number of workers resumes from it: {"optimizer": the full (unsharded) state keyed
+        by parameter name, as torch.distributed.checkpoint's `get_optimizer_state_dict(full_state_dict=
+        True)` gives it, "scheduler": the LR scheduler's state_dict}, on rank 0 (other ranks: {})."""
 
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Load `state_dict()` of this or any other backend (every rank passes the same full state)."""
 
     def full_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         """Full weights named as the plain transformers model, LoRA merged: for the rollout engine."""

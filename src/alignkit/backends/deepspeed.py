@@ -23,7 +23,6 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from alignkit.backends.base import LossFn
 from alignkit.backends.distributed import rank, require_process_group, world_size
@@ -73,16 +72,8 @@ def ds_config(optim: OptimConfig, zero_stage: int, offload: bool, dtype: torch.d
     }
 
 
-def _cpu(obj: Any) -> Any:
-    """`obj` with every tensor in its dicts, lists and tuples moved to the CPU (so rank 0 gathers the
-    partitions into host memory, not onto its GPU)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.cpu()
-    if isinstance(obj, dict):
-        return {k: _cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(_cpu(v) for v in obj)
-    return obj
+# The AdamW state of each parameter besides its step count.
+_MOMENTS = ("exp_avg", "exp_avg_sq")
 
 
 class DeepSpeedBackend:
@@ -102,12 +93,17 @@ class DeepSpeedBackend:
         self.zero_stage = zero_stage
         self.optimizer = adamw(model, optim)
         self.scheduler = cosine_schedule(self.optimizer, optim)
+        # ZeRO replaces each param group's parameters by flat partitions; a checkpoint names them.
+        names = {p: n for n, p in model.named_parameters()}
+        self.group_names = [[names[p] for p in g["params"]] for g in self.optimizer.param_groups]
         dtype = next(model.parameters()).dtype
+        self.mixed_precision = dtype != torch.float32
         # DeepSpeed steps the scheduler inside engine.step(), after the optimizer, as TorchBackend does.
         self.engine, *_ = deepspeed.initialize(
             model=model, optimizer=self.optimizer, lr_scheduler=self.scheduler,
             config=ds_config(optim, zero_stage, offload, dtype),
         )
+        self._init_optimizer_state()
 
     def forward_backward(self, batch: Any, loss_fn: LossFn) -> dict[str, float]:
         self.engine.train()
@@ -131,24 +127,60 @@ class DeepSpeedBackend:
         loss, metrics = loss_fn(self.engine, batch)
         return {k: float(v) for k, v in metrics.items()} | {"loss": float(loss)}
 
+    def _partitions(self) -> list[torch.Tensor]:
+        """This worker's flat fp32 partitions, which AdamW steps (one per param group)."""
+        zero = self.engine.optimizer
+        return zero.fp32_partitioned_groups_flat if self.zero_stage == 3 else zero.single_partition_of_fp32_groups
+
+    def _init_optimizer_state(self) -> None:
+        """AdamW's state, as its first step would create it, on ZeRO's flat partitions, linked to each
+        parameter's slice: `state_dict` and `load_state_dict` read and write it through those slices.
+        Left to the first step, ZeRO-1/2 link the slices after the first param group's step (DeepSpeed
+        0.19), before the other groups have any state, and those groups' parameters never get theirs."""
+        for flat in self._partitions():
+            zeros = {k: torch.zeros_like(flat) for k in _MOMENTS}
+            self.optimizer.state[flat] = {"step": torch.tensor(0.0, dtype=torch.float32)} | zeros
+        if self.zero_stage < 3:  # ZeRO-3 reads each parameter's slice from the state itself
+            self.engine.optimizer._lazy_init_hp_params_optimizer_state()
+
+    def _trained(self) -> dict[str, torch.nn.Parameter]:
+        return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+
     def state_dict(self) -> dict[str, Any]:
-        """Collective. Rank 0 gets every worker's ZeRO optimizer partition (with its fp32 master
-        weights) and the scheduler; other ranks get {}. Resume needs the same worker count and stage."""
-        parts: list[Any] | None = [None] * world_size() if rank() == 0 else None
-        dist.gather_object(_cpu(self.engine.optimizer.state_dict()), parts, dst=0)
-        if parts is None:
+        """Collective. The backend-neutral state (see `base.TrainBackend.state_dict`) on rank 0, {} on other
+        ranks: each parameter's AdamW moments gathered whole from the ZeRO partitions and, under bf16 or
+        fp16, its fp32 master weights under "master" (which only this backend reads: the others step the
+        weights in their own dtype)."""
+        utils = import_deepspeed().utils
+        step = self.optimizer.state[self._partitions()[0]]["step"]  # every partition steps together
+        state, master = {}, {}
+        for name, param in self._trained().items():
+            moments = {k: utils.safe_get_full_optimizer_state(param, k).cpu() for k in _MOMENTS}
+            state[name] = {"step": step.clone()} | moments
+            if self.mixed_precision:
+                master[name] = utils.safe_get_full_fp32_param(param).cpu()
+        if rank() != 0:
             return {}
-        return {"zero_stage": self.zero_stage, "zero": parts, "scheduler": self.scheduler.state_dict()}
+        groups = [{k: v for k, v in g.items() if k != "params"} | {"params": names}
+                  for g, names in zip(self.optimizer.param_groups, self.group_names, strict=True)]
+        out = {"optimizer": {"state": state, "param_groups": groups}, "scheduler": self.scheduler.state_dict()}
+        return out | ({"master": master} if master else {})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Every rank passes the same state (each reads the checkpoint) and takes its own partition."""
-        saved = (state["zero_stage"], len(state["zero"]))
-        if saved != (self.zero_stage, world_size()):
-            raise AlignkitError(
-                f"this checkpoint was saved with ZeRO stage {saved[0]} on {saved[1]} workers; resume with the same "
-                f"(now stage {self.zero_stage} on {world_size()})"
-            )
-        self.engine.optimizer.load_state_dict(state["zero"], load_from_fp32_weights=True)
+        """Every rank passes the same state, of any backend (each reads the checkpoint), after
+        `load_full_weights`, and writes its own partitions; no communication."""
+        utils = import_deepspeed().utils
+        saved = state["optimizer"]["state"]
+        step = max(float(s["step"]) for s in saved.values())
+        for flat in self._partitions():
+            self.optimizer.state[flat]["step"].fill_(step)
+        for name, param in self._trained().items():
+            for k in _MOMENTS if name in saved else ():  # a parameter that never had a gradient has no state
+                utils.safe_set_full_optimizer_state(param, saved[name][k], k)
+            if name in state.get("master", {}):
+                utils.safe_set_full_fp32_param(param, state["master"][name])
+        for group, saved_group in zip(self.optimizer.param_groups, state["optimizer"]["param_groups"], strict=True):
+            group.update({k: v for k, v in saved_group.items() if k != "params"})  # the lr the schedule reached
         self.scheduler.load_state_dict(state["scheduler"])
 
     def _gathered(self, write: bool = False) -> contextlib.AbstractContextManager:

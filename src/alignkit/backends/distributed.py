@@ -1,13 +1,17 @@
-"""What the sharded backends share: the process group they run in, and how the per-worker metrics of
-a data-parallel step add up.
+"""What the sharded backends and the data-parallel trainers share: the process group they run in, how
+the per-worker metrics of a data-parallel step add up, and the few values the workers exchange.
 
 The group is started by whoever launches the workers (`--executor ray` starts one actor per worker and
-calls `torch.distributed.init_process_group` in each, gloo on CPU and NCCL on GPU, with a timeout); the
-backends only use it, so every collective here is bounded by that group's timeout.
+calls `torch.distributed.init_process_group` in each, gloo on CPU and NCCL on GPU, with a timeout;
+torchrun's processes join theirs in trainers/launch.py); the backends only use it, so every collective
+here is bounded by that group's timeout.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 import torch.distributed as dist
 
 from alignkit.errors import AlignkitError
@@ -42,6 +46,32 @@ def all_reduce_metrics(metrics: dict[str, float]) -> dict[str, float]:
     dist.all_gather_object(gathered, metrics)
     total: dict[str, float] = {}
     for part in gathered:
-        for k, v in (part or {}).items():
-            total[k] = total.get(k, 0.0) + v
+        add_metrics(total, part or {})
     return total
+
+
+def add_metrics(total: dict[str, float], metrics: dict[str, float]) -> None:
+    """Add `metrics` into `total` key by key (a key `total` lacks counts as 0 there)."""
+    for k, v in metrics.items():
+        total[k] = total.get(k, 0.0) + v
+
+
+def from_rank0(obj: Any) -> Any:
+    """Rank 0's `obj` on every worker (collective): one decision for the group, such as the checkpoint to
+    resume from. `obj` itself outside a process group."""
+    if world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_values(values: torch.Tensor, include: bool = True) -> torch.Tensor:
+    """The 1-d `values` of every worker, concatenated in rank order, on `values`' device (collective); a
+    worker with `include=False` adds none. For statistics of a data-parallel micro-batch that must not
+    depend on how it is split (KTO's reference point, a reward model's score mean)."""
+    if world_size() == 1:
+        return values if include else values[:0]
+    gathered: list[list[float] | None] = [None] * world_size()
+    dist.all_gather_object(gathered, values.tolist() if include else [])
+    return torch.tensor([v for part in gathered for v in part or []], dtype=values.dtype, device=values.device)

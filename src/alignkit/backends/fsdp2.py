@@ -20,12 +20,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    get_optimizer_state_dict,
-    set_optimizer_state_dict,
-)
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor, distribute_tensor
@@ -75,22 +70,9 @@ class FSDP2Backend(TorchBackend):
     def __init__(self, model: torch.nn.Module, optim: OptimConfig, device: torch.device, offload: bool = False):
         require_process_group("fsdp2")
         self.units = shard_model(model, device, offload)
-        # The optimizer is built over the sharded DTensor parameters, so its state is sharded too.
+        # The optimizer is built over the sharded DTensor parameters, so its state is sharded too; the
+        # inherited state_dict and load_state_dict gather and slice it by parameter name.
         super().__init__(model, optim, device)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Collective. Rank 0 gets the full (unsharded, CPU) optimizer state keyed by parameter name, and
-        the scheduler; other ranks get {}."""
-        optimizer = get_optimizer_state_dict(self.model, self.optimizer, options=_FULL)
-        return {"optimizer": optimizer, "scheduler": self.scheduler.state_dict()} if rank() == 0 else {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Every rank passes the same full state (each reads the checkpoint) and keeps its own shard;
-        no communication."""
-        set_optimizer_state_dict(
-            self.model, self.optimizer, state["optimizer"], options=StateDictOptions(full_state_dict=True)
-        )
-        self.scheduler.load_state_dict(state["scheduler"])
 
     def full_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         """(name, full tensor) of every parameter as the plain transformers model names it, LoRA merged.

@@ -12,6 +12,7 @@ import torch
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from alignkit.backends.base import LossFn
+from alignkit.backends.distributed import rank
 from alignkit.errors import AlignkitError
 from alignkit.models.weights import full_weights
 
@@ -93,11 +94,26 @@ class TorchBackend:
         loss, metrics = loss_fn(self.model, batch)
         return _metrics(metrics) | {"loss": float(loss)}
 
+    # torch.distributed.checkpoint is imported in the two methods below: it takes about a second to
+    # import, and a run needs it only when it saves or resumes.
+
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        """The backend-neutral state (see `base.TrainBackend.state_dict`) on rank 0, {} on other ranks:
+        torch.distributed.checkpoint's full optimizer state dict, which names each parameter's moments
+        and, under FSDP2, gathers them whole from the shards (a collective there), and the scheduler."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        optimizer = get_optimizer_state_dict(self.model, self.optimizer, options=options)
+        return {"optimizer": optimizer, "scheduler": self.scheduler.state_dict()} if rank() == 0 else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+        """Every rank passes the same full state (each reads the checkpoint) and keeps its own shard of
+        it; no communication."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        options = StateDictOptions(full_state_dict=True)
+        set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=options)
         self.scheduler.load_state_dict(state["scheduler"])
 
     def full_weights(self) -> Iterator[tuple[str, torch.Tensor]]:

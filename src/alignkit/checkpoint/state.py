@@ -4,7 +4,9 @@ Layout of `checkpoints/step_N/`: `<role>.safetensors` per trained model (`model`
 trainers; `policy` and `critic` for online RL), holding trainable parameters only (frozen weights never
 change, so the base model folder restores them), and `trainer_state.pt` (each role's optimizer and
 scheduler, RNG states, step and data position, plus anything the trainer adds, such as a KL
-controller's state).
+controller's state). Weights and optimizer state are full (unsharded) and keyed by parameter name,
+the one form every training backend writes and reads (backends/base.py), so a checkpoint resumes
+under any backend on any number of workers.
 """
 
 from __future__ import annotations
@@ -52,22 +54,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def trainable_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    # named_parameters() lists a tied parameter once, which safetensors requires.
-    return {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def save_checkpoint(
-    ckpt_dir: Path, models: dict[str, torch.nn.Module], backend_states: dict[str, Any], state: TrainerState, keep: int
-) -> Path:
-    return save_state(ckpt_dir, {role: trainable_weights(m) for role, m in models.items()}, backend_states, state, keep)
-
-
 def save_state(
     ckpt_dir: Path, weights: dict[str, dict[str, torch.Tensor]], backend_states: dict[str, Any], state: TrainerState,
     keep: int,
 ) -> Path:
-    """`save_checkpoint` from each role's trainable weights (fetched from the workers that hold them)."""
+    """Write `step_N/` from each role's full trainable weights and backend state (`TrainBackend.
+    trainable_weights` and `state_dict`, gathered from the workers that hold them); keep the newest `keep`."""
     path = ckpt_dir / f"step_{state.step}"
     with atomic_dir(path) as tmp:
         for role, w in weights.items():
@@ -98,16 +90,6 @@ def resolve_resume(resume: str, ckpt_dir: Path) -> Path | None:
     if not (p / "trainer_state.pt").is_file():
         raise AlignkitError(f"--resume {resume}: not a checkpoint folder (no trainer_state.pt)")
     return p
-
-
-def load_checkpoint(path: Path, models: dict[str, torch.nn.Module]) -> tuple[TrainerState, dict[str, Any]]:
-    """Restore each role's weights and the RNG states; returns the trainer state and the backends'
-    states (by role) to load."""
-    state, weights, backends = read_state(path, list(models))
-    for role, model in models.items():
-        check_weights(weights[role], trainable_weights(model), f"checkpoint {path} does not match the {role} model")
-        model.load_state_dict(weights[role], strict=False)
-    return state, backends
 
 
 def read_state(path: Path, roles: list[str]) -> tuple[TrainerState, dict[str, dict[str, torch.Tensor]], dict[str, Any]]:

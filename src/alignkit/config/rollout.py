@@ -24,7 +24,12 @@ class RolloutConfig:
     stop: list[str] = field(default_factory=list)
     """Stop strings: a response ends once its text contains one (the string is kept)."""
     engine: str = "hf"
-    """Generation engine: hf (torch, CPU or GPU) or vllm (GPU)."""
+    """Generation engine: hf (torch, CPU or GPU) or vllm (CUDA GPUs; pip install 'alignkit[vllm]')."""
+    tensor_parallel_size: int = 1
+    """With --rollout.engine vllm: GPUs each engine replica spreads the model over (tensor parallel)."""
+    gpu_memory_utilization: float = 0.5
+    """With --rollout.engine vllm: share of each GPU's memory the engine takes for weights and KV cache.
+    Colocated with training, the trainer needs the rest while the engine is awake."""
     batch_size: int = 0
     """Most sequences decoded at once, to bound memory (0: all of a step's sequences together)."""
     num_workers: int = 1
@@ -34,7 +39,8 @@ class RolloutConfig:
     max_staleness: int = 1
     """With --rollout.async: how many policy versions a sample may lag behind the trainer (batches in flight)."""
     tis_cap: float = 2.0
-    """With --rollout.async: cap of the truncated importance weight pi_old / pi_behaviour of stale samples."""
+    """With --rollout.async or --rollout.engine vllm: cap of the truncated importance weight
+    pi_old / pi_behaviour of samples from an older policy or from the engine's own numerics."""
 
     def sampling_params(self, seed: int | None) -> SamplingParams:
         """The per-call sampling parameters these settings describe, with `seed` for reproducibility."""

@@ -60,6 +60,9 @@ class DataConfig:
     """Longest sample in tokens; longer ones are cut from the right (end of the response) and counted."""
     packing: bool = True
     """Pack several samples into one row (no padding; attention never crosses samples)."""
+    share_prompt: bool = True
+    """Preference pairs: put a pair's prompt through the model once for both responses (with packing;
+    not with flash-attention, which cannot express it). Same log-probs, fewer tokens."""
     chat_template: bool = False
     """Render plain prompt/response records through the tokenizer's chat template (chat lists always are)."""
     prompt_key: str = "prompt"
@@ -176,6 +179,8 @@ class RayConfig:
     """colocated: roles share bundles and take turns; separate: each role gets its own bundles."""
     bundles: dict[str, list[int]] = field(default_factory=dict)
     """Explicit role -> bundle indices mapping (e.g. from `alignkit plan --output`); overrides placement."""
+    plan: str = ""
+    """A plan file written by `alignkit plan --output`: its roles' bundles are the role -> bundle mapping; overrides placement."""
     cpus_per_worker: float = 1.0
     """CPUs reserved for each worker actor."""
     gpus_per_worker: float = 0.0

@@ -6,6 +6,7 @@ from alignkit.config.schema import RunConfig
 from alignkit.errors import ConfigError
 
 DTYPES = ("float32", "bfloat16", "float16")
+EXECUTORS = ("local", "ray")
 
 
 def validate_run(cfg: RunConfig, accumulation: bool = True) -> None:
@@ -42,3 +43,19 @@ def validate_run(cfg: RunConfig, accumulation: bool = True) -> None:
         )
     if cfg.checkpoint.keep < 1:
         raise ConfigError("--checkpoint.keep must be at least 1")
+
+
+def validate_executor(cfg: RunConfig) -> None:
+    """--executor and the trained model's workers on the Ray executor, for every training command."""
+    if cfg.executor not in EXECUTORS:
+        raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got '{cfg.executor}'")
+    n = cfg.policy.num_workers
+    if n < 1:
+        raise ConfigError(f"--policy.num_workers must be at least 1, got {n}")
+    if cfg.executor != "ray":
+        return
+    if n > 1 and cfg.policy.backend == "torch":
+        raise ConfigError(f"--policy.num_workers {n} needs a sharded backend "
+                          "(--policy.backend fsdp2 or deepspeed): --policy.backend torch trains one copy")
+    if cfg.ray.call_timeout_s <= 0:
+        raise ConfigError(f"--ray.call_timeout_s must be positive, got {cfg.ray.call_timeout_s}")

@@ -23,6 +23,11 @@ class TokenizedPair:
     margin: float
     source: str
 
+    @property
+    def n_tokens(self) -> int:
+        """Both sides in full: the throughput unit, whether or not a forward shares the prompt."""
+        return len(self.chosen.input_ids) + len(self.rejected.input_ids)
+
 
 @dataclass(frozen=True)
 class TokenizedUnpaired:

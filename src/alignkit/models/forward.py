@@ -19,11 +19,15 @@ def uses_varlen_kernel(model) -> bool:
     return str(getattr(_unwrap(model).config, "_attn_implementation", "")).startswith("flash")
 
 
-def block_causal_mask(seg_ids: torch.Tensor) -> torch.Tensor:
-    """`(rows, 1, seq, seq)` bool: token i attends to token j <= i of the same sample. Padding
-    (seg -1) attends to itself only, so no row of the mask is empty (that would give NaN)."""
+def block_causal_mask(seg_ids: torch.Tensor, parent: torch.Tensor | None = None) -> torch.Tensor:
+    """`(rows, 1, seq, seq)` bool: token i attends to token j <= i of the same segment, or of the
+    shared prompt its segment continues (`parent`, see data/packing.py). Padding (seg -1) attends to
+    itself only, so no row of the mask is empty (that would give NaN)."""
     t = seg_ids.shape[1]
     same = seg_ids[:, :, None] == seg_ids[:, None, :]
+    if parent is not None:
+        own = torch.where(seg_ids >= 0, parent[seg_ids.clamp(min=0)], -1)
+        same = same | ((own[:, :, None] == seg_ids[:, None, :]) & (own[:, :, None] >= 0))
     causal = torch.ones(t, t, dtype=torch.bool, device=seg_ids.device).tril()
     eye = torch.eye(t, dtype=torch.bool, device=seg_ids.device)
     keep = (same & causal & (seg_ids[:, None, :] >= 0)) | eye
@@ -33,24 +37,35 @@ def block_causal_mask(seg_ids: torch.Tensor) -> torch.Tensor:
 def model_inputs(model, batch: PackedBatch) -> dict[str, torch.Tensor]:
     kwargs = {"input_ids": batch.input_ids, "position_ids": batch.position_ids}
     if not uses_varlen_kernel(model):
-        kwargs["attention_mask"] = block_causal_mask(batch.seg_ids)
+        kwargs["attention_mask"] = block_causal_mask(batch.seg_ids, batch.parent)
     return kwargs
+
+
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log softmax(logits / temperature)[target] over the last dim, as logit[target] - logsumexp in
+    float32, which avoids materialising a second `(..., vocab)` tensor of log-softmax values."""
+    logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
 def gather_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """`(rows, seq)`: log p(token t | tokens < t) at position t under softmax(logits / temperature);
-    position 0 gets 0.
-
-    Computed as logit[target] - logsumexp(logits) in float32, which avoids materialising a second
-    `(rows, seq, vocab)` tensor of log-softmax values.
-    """
-    logits = logits[:, :-1].float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    targets = input_ids[:, 1:]
-    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    lp = picked - torch.logsumexp(logits, dim=-1)
+    position 0 gets 0."""
+    lp = token_logprobs(logits[:, :-1], input_ids[:, 1:], temperature)
     return torch.nn.functional.pad(lp, (1, 0))
+
+
+def continuation_starts(batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """For samples that continue a shared prompt: (flat position of each one's first token, flat
+    position of its prompt's last token, which predicts it). None when nothing is shared."""
+    if batch.parent is None:
+        return None
+    n_seg = batch.parent.numel()
+    has = batch.parent >= 0
+    first = segment_first_index(batch.seg_ids, n_seg)[has]
+    return first, segment_last_index(batch.seg_ids, n_seg)[batch.parent[has]]
 
 
 def causal_forward(
@@ -63,11 +78,23 @@ def causal_forward(
     `(rows, seq, vocab)` softmax."""
     logits = model(**model_inputs(model, batch), use_cache=False).logits
     lp = gather_logprobs(logits, batch.input_ids, temperature)
+    jumps = continuation_starts(batch)
+    if jumps is not None:
+        # The token before a continuation's first token in the row belongs to another sample: take
+        # the prediction from its shared prompt's last token instead (a few rows of logits).
+        first, src = jumps
+        picked = token_logprobs(logits.reshape(-1, logits.shape[-1])[src], batch.input_ids.reshape(-1)[first],
+                                temperature)
+        lp = lp.reshape(-1).index_put((first,), picked).reshape(lp.shape)
     if not with_entropy:
         return lp, None
     with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
         scaled = logits[:, :-1].float() / temperature
         ent = torch.nn.functional.pad(entropy_from_logits(scaled), (1, 0))
+        if jumps is not None:
+            first, src = jumps
+            fixed = entropy_from_logits(logits.reshape(-1, logits.shape[-1])[src].float() / temperature)
+            ent = ent.reshape(-1).index_put((first,), fixed).reshape(ent.shape)
     return lp, ent
 
 
@@ -76,45 +103,59 @@ def causal_logprobs(model, batch: PackedBatch) -> torch.Tensor:
     return causal_forward(model, batch)[0]
 
 
-def segment_last_index(seg_ids: torch.Tensor, n: int) -> torch.Tensor:
-    """Flat index (into `seg_ids.view(-1)`) of the last token of each sample 0..n-1."""
+def _segment_extreme(seg_ids: torch.Tensor, n: int, reduce: str) -> torch.Tensor:
     flat = seg_ids.reshape(-1)
     idx = torch.arange(flat.numel(), device=flat.device)
-    last = torch.full((n,), -1, dtype=torch.long, device=flat.device)
-    valid = flat >= 0
-    return last.scatter_reduce(0, flat[valid], idx[valid], reduce="amax")
+    out = torch.full((n,), -1, dtype=torch.long, device=flat.device)
+    valid = (flat >= 0) & (flat < n)
+    return out.scatter_reduce(0, flat[valid], idx[valid], reduce=reduce, include_self=False)
+
+
+def segment_last_index(seg_ids: torch.Tensor, n: int) -> torch.Tensor:
+    """Flat index (into `seg_ids.view(-1)`) of the last token of each segment 0..n-1."""
+    return _segment_extreme(seg_ids, n, "amax")
+
+
+def segment_first_index(seg_ids: torch.Tensor, n: int) -> torch.Tensor:
+    """Flat index (into `seg_ids.view(-1)`) of the first token of each segment 0..n-1."""
+    return _segment_extreme(seg_ids, n, "amin")
 
 
 def segment_sum(values: torch.Tensor, seg_ids: torch.Tensor, n: int) -> torch.Tensor:
-    """`(n,)`: the sum of `values` `(rows, seq)` over each sample's tokens."""
+    """`(n,)`: the sum of `values` `(rows, seq)` over the tokens of each segment 0..n-1 (segments from
+    n on, shared prompts, are left out)."""
     flat, seg = values.reshape(-1), seg_ids.reshape(-1)
-    valid = seg >= 0
+    valid = (seg >= 0) & (seg < n)
     return torch.zeros(n, dtype=values.dtype, device=values.device).index_add(0, seg[valid], flat[valid])
 
 
-def _backbone_hidden(model, batch: PackedBatch) -> tuple[torch.nn.Module, torch.Tensor]:
-    """(the model under any peft wrapper, last hidden states `(rows, seq, hidden)`)."""
-    inner = _unwrap(model)
-    backbone = getattr(inner, inner.base_model_prefix)
-    return inner, backbone(**model_inputs(model, batch), use_cache=False).last_hidden_state
+def head_scores(model, batch: PackedBatch) -> torch.Tensor:
+    """`(rows, seq)`: the scalar `score` head of a sequence-classification model at every token.
+
+    The model runs its own forward, called on the module the backend trains (an FSDP2 root, a
+    DeepSpeed engine, a peft wrapper): their hooks gather sharded parameters before the forward and
+    reduce gradients after the backward, and calling the backbone and head directly would skip them.
+    That forward applies the head to every token and then pools one position per row, which packing
+    breaks, so the per-token scores are read from the head's output as it runs."""
+    scores: list[torch.Tensor] = []
+    hook = _unwrap(model).score.register_forward_hook(lambda _module, _args, out: scores.append(out))
+    try:
+        model(**model_inputs(model, batch), use_cache=False)
+    finally:
+        hook.remove()
+    return scores[0].squeeze(-1).float()
 
 
 def reward_scores(model, batch: PackedBatch) -> torch.Tensor:
-    """`(n_samples,)` scalar reward of each sample: the score head applied to the hidden state of the
-    sample's last token. Runs the backbone and the head directly because the transformers
-    sequence-classification forward pools one position per row, which packing breaks."""
-    inner, hidden = _backbone_hidden(model, batch)
-    last = segment_last_index(batch.seg_ids, batch.n_samples)
-    h = hidden.reshape(-1, hidden.shape[-1])[last]
-    return inner.score(h).squeeze(-1).float()
+    """`(n_samples,)` scalar reward of each sample: the score head at the sample's last token."""
+    scores = head_scores(model, batch)
+    return scores.reshape(-1)[segment_last_index(batch.seg_ids, batch.n_samples)]
 
 
 def token_values(model, batch: PackedBatch) -> torch.Tensor:
     """`(rows, seq)` critic values aligned with the actions: position t holds V(tokens < t), the
     score head on the hidden state of token t - 1 (position 0 gets 0), like `gather_logprobs`."""
-    inner, hidden = _backbone_hidden(model, batch)
-    values = inner.score(hidden).squeeze(-1).float()
-    return torch.nn.functional.pad(values[:, :-1], (1, 0))
+    return torch.nn.functional.pad(head_scores(model, batch)[:, :-1], (1, 0))
 
 
 def sequence_logps(model, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,15 +8,18 @@ a first pass that computes them once (`--ref.precompute true`), after which the 
 from __future__ import annotations
 
 import gc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
+from tqdm import tqdm
 
 from alignkit.config.schema import LoraConfig, ModelConfig, RefConfig
-from alignkit.data.packing import PackedBatch, pack
-from alignkit.data.samples import TokenizedSample
+from alignkit.data.packing import PackedBatch
 from alignkit.models.forward import sequence_logps
 from alignkit.models.load import load_causal_lm
+
+T = TypeVar("T")
 
 
 def load_frozen(model_cfg: ModelConfig, ref: RefConfig, device: torch.device):
@@ -62,11 +65,14 @@ def needs_own_model(ref: RefConfig, lora: LoraConfig) -> bool:
     return bool(ref.path) or lora.rank <= 0
 
 
-def precompute(reference: Reference, samples: Sequence[TokenizedSample], pad_id: int, capacity: int,
-               packing: bool, micro: int, device: torch.device) -> torch.Tensor:
-    """`(len(samples),)` summed reference log-probs, computed in micro-batches of `micro` samples."""
-    parts = [
-        reference.logps(pack(list(samples[i : i + micro]), pad_id, capacity, packing).to(device)).cpu()
-        for i in range(0, len(samples), micro)
-    ]
-    return torch.cat(parts) if parts else torch.zeros(0)
+def precompute(reference: Reference, items: Sequence[T], collate: Callable[[Sequence[T]], PackedBatch],
+               micro: int) -> list[tuple[float, float]]:
+    """Summed reference log-probs of the two samples of each item (a pair's chosen and rejected, a KTO
+    sample and its mismatched twin), computed once in micro-batches of `micro` items. `collate` packs m
+    items with item i's samples as segments i and m + i, on the reference's device."""
+    out: list[tuple[float, float]] = []
+    for i in tqdm(range(0, len(items), micro), desc="reference log-probs", unit="batch", leave=False, disable=None):
+        chunk = items[i : i + micro]
+        lp = reference.logps(collate(chunk)).tolist()
+        out += zip(lp[: len(chunk)], lp[len(chunk) :], strict=True)
+    return out

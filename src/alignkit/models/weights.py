@@ -9,10 +9,12 @@ import torch
 
 
 def _plain_name(name: str) -> str | None:
-    """peft's injected names -> the base model's; None for adapter-only tensors."""
-    if "lora_" in name or "modules_to_save" in name:
+    """peft's injected names -> the base model's; None for adapter-only tensors and for the frozen original
+    of a module peft trains a copy of (`modules_to_save`: a reward model's or critic's score head), whose
+    trained copy takes the plain name."""
+    if "lora_" in name or ".original_module." in name:
         return None
-    name = name.replace(".base_layer.", ".").replace(".original_module.", ".")
+    name = name.replace(".base_layer.", ".").replace(".modules_to_save.default.", ".")
     return name.removeprefix("base_model.model.")
 
 

@@ -10,13 +10,22 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from alignkit.orchestration.calls import Call
+from alignkit.orchestration.colocate import SleepingRollout
 
 T = TypeVar("T")
 
 
 class LocalExecutor:
+    def __init__(self, sleeping_rollout: bool = False):
+        """`sleeping_rollout`: the rollout engine shares the GPU with the trainers (the vLLM engine),
+        so it frees its memory while they run."""
+        self.sleeping_rollout = sleeping_rollout
+
     def create(self, role: str, cls: type[T], *args: Any) -> T:
-        return cls(*args)
+        worker = cls(*args)
+        if role == "rollout" and self.sleeping_rollout:
+            return SleepingRollout(worker)  # type: ignore[return-value]
+        return worker
 
     def ready(self) -> None:
         """Every role is built as it is created."""

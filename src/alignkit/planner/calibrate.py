@@ -4,13 +4,14 @@
 tiny Llama built locally from ``transformers.LlamaConfig`` with random weights (forward,
 forward+backward, one decode step with a KV cache), then fits the efficiency factors the cost
 model divides by: achieved fraction of peak FLOP/s (matmuls, attention), of memory bandwidth,
-and a fixed overhead per forward pass (what is left of the tiny model's time once its FLOPs and
-bytes are paid for). Collective efficiency needs several devices and keeps its default.
+and a fixed overhead per forward pass (what is left of the tiny model's times once their FLOPs and
+bytes are paid for, fitted to the relative errors). Collective efficiency needs several devices and
+keeps its default.
 
 On CPU the kernels run in fp32, on a GPU in bf16. Nothing is downloaded.
 
-``predict_step_time`` is the hook for the later report that compares predicted with measured
-step times of ``alignkit rl`` runs.
+``predict_step_time`` predicts an ``alignkit rl`` step; ``alignkit plan --calibrate --report``
+compares it with measured steps of real runs (calibration_runs.py).
 """
 
 from __future__ import annotations
@@ -191,11 +192,16 @@ def fit(measurements: list[Measurement], device: DeviceKind) -> Efficiency:
     memory = median("memory", lambda m: m.bytes / m.seconds / device.hbm_bandwidth) or base.memory
     clamp = lambda v: min(max(v, 1e-4), 1.5)  # noqa: E731
     eff = Efficiency(clamp(compute), clamp(attention), clamp(memory), base.comm, 0.0, device.name)
-    residuals = [
-        max(0.0, m.seconds - _ideal(m, device, eff)) / m.passes for m in measurements if m.kind == "model"
-    ]
-    overhead = statistics.median(residuals) if residuals else base.overhead_s
-    return replace(eff, overhead_s=overhead)
+    # The overhead per pass that minimises the squared *relative* errors of the tiny model's times
+    # (least squares in closed form). Relative, because a fixed cost per pass matters most where a
+    # pass does least work (a decode step); a median of residuals took the forward's, which is
+    # mostly small-matmul inefficiency, and overestimated short decode-bound steps several-fold.
+    models = [m for m in measurements if m.kind == "model" and m.seconds > 0]
+    if not models:
+        return replace(eff, overhead_s=base.overhead_s)
+    num = sum(m.passes * (m.seconds - _ideal(m, device, eff)) / m.seconds**2 for m in models)
+    den = sum(m.passes**2 / m.seconds**2 for m in models)
+    return replace(eff, overhead_s=max(0.0, num / den))
 
 
 def calibrate(

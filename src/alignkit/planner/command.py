@@ -4,6 +4,8 @@
         --devices 8x8 --device h100 --batch 512 --prompt-len 1024 --gen-len 1024 [--output plan.json]
     alignkit plan --calibrate [calibration.json]       # time kernels here, fit efficiency factors
     alignkit plan ... --calibration calibration.json   # plan with them
+    alignkit plan --calibrate --report                 # and compare predicted with measured
+                                                       # step times of real `alignkit rl` runs
 
 User errors raise ConfigError (the CLI prints the message); ``main`` returns the exit code.
 """
@@ -81,7 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--calibrate-size", default=None, choices=("tiny", "small", "gpu"),
                    help="problem sizes for --calibrate; default small on CPU, gpu on a GPU")  # fmt: skip
     k.add_argument("--calibrate-threads", type=int, default=None,
-                   help="CPU threads while calibrating (default: torch's); 1 on a busy machine")  # fmt: skip
+                   help="CPU threads while calibrating and for --report's runs (default: torch's); 1 on a busy machine")  # fmt: skip
+    k.add_argument("--report", action="store_true",
+                   help="after --calibrate (or with --calibration JSON): run short `alignkit rl` runs of tiny "
+                        "models here and print predicted against measured seconds per step, the error of "
+                        "each and the rank correlation")  # fmt: skip
+    k.add_argument("--report-steps", type=int, default=10,
+                   help="steps per report run; the first is warm-up and not measured")  # fmt: skip
+    k.add_argument("--report-dir", default=None, metavar="DIR",
+                   help="keep the report's models and runs here (default: a temporary folder, removed)")  # fmt: skip
     return p
 
 
@@ -100,8 +110,16 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a flag argparse rejected (it printed why)
         return int(exc.code or 0)
     table = load_device_table(args.device_table)
-    if args.calibrate is not None:
-        return _calibrate(args, table)
+    if args.report and args.calibrate is None and not args.calibration:
+        raise ConfigError(
+            "--report compares the calibrated cost model with real runs: give --calibrate "
+            "(calibrate first) or --calibration JSON (an earlier calibration)"
+        )
+    if args.calibrate is not None or args.report:
+        eff = _calibrate(args, table) if args.calibrate is not None else load_efficiency(args.calibration)
+        if args.report:
+            _report(args, table, eff)
+        return 0
 
     policy = resolve_model(args.actor)
     critic = _optional_model(args.critic, args.actor) if args.algo == "ppo" else None
@@ -126,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _calibrate(args, table) -> int:
+def _calibrate(args, table) -> Efficiency:
     from alignkit.planner.calibrate import calibrate, detect_device_kind
     from alignkit.planner.hardware import get_device
 
@@ -151,4 +169,23 @@ def _calibrate(args, table) -> int:
         )
     out.append(f"written to {args.calibrate}; plan with --calibration {args.calibrate}")
     sys.stdout.write("\n".join(out) + "\n")
-    return 0
+    return eff
+
+
+def _report(args, table, eff: Efficiency) -> None:
+    import tempfile
+
+    from alignkit.planner.accuracy import render_comparison
+    from alignkit.planner.calibrate import detect_device_kind
+    from alignkit.planner.calibration_runs import DEFAULT_RUNS, FIRST_MEASURED_STEP, compare_runs
+    from alignkit.planner.hardware import get_device
+
+    device = get_device(eff.device or args.device or detect_device_kind(), table)
+    with tempfile.TemporaryDirectory(prefix="alignkit-report-") as tmp:
+        rows = compare_runs(DEFAULT_RUNS, eff, args.report_dir or tmp, args.report_steps, device,
+                            args.calibrate_threads)  # fmt: skip
+    sys.stdout.write(
+        f"\npredicted vs measured seconds per `alignkit rl` step on this {device.name} ({len(rows)} runs of "
+        f"{args.report_steps} steps, median of steps {FIRST_MEASURED_STEP}-{args.report_steps}; "
+        f"efficiency {eff.source})\n" + render_comparison(rows)
+    )

@@ -1,6 +1,7 @@
 """plan.json: the placement the Ray executor takes, and its schema check.
 
-Until the executor lands, :func:`validate_plan` *is* the contract. A plan looks like::
+:func:`validate_plan` is the contract; the Ray executor takes a plan with ``--ray.plan plan.json``
+(:func:`plan_bundles`). A plan looks like::
 
     {
       "version": 1,
@@ -100,6 +101,12 @@ def load_plan(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"plan file {str(p)!r} is not valid JSON: {exc}") from exc
     validate_plan(plan, source=str(p))
     return plan
+
+
+def plan_bundles(path: str | Path) -> dict[str, list[int]]:
+    """Role -> placement-group bundle indices of the plan file at ``path``: what the Ray executor
+    takes (``--ray.plan``)."""
+    return {role: list(r["bundles"]) for role, r in load_plan(path)["roles"].items()}
 
 
 def _is_int(x: Any) -> bool:

@@ -26,7 +26,8 @@ class SamplingParams:
 @dataclass(frozen=True)
 class Generation:
     """One sampled response. `logprobs[i]` is the sampling log-prob of `response_ids[i]` under the
-    distribution actually sampled from (after temperature; before top-p/top-k truncation)."""
+    distribution actually sampled from (after temperature; before top-p/top-k truncation, except
+    with the vLLM engine, which reports it after truncation: see rollout/vllm.py)."""
 
     prompt_index: int
     response_ids: list[int]

@@ -7,6 +7,7 @@ gradient and by the reference, per micro-batch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ import torch
 
 from alignkit.algos.losses.preference import kto_kl_ref_point, kto_loss
 from alignkit.backends.base import LossFn
+from alignkit.backends.distributed import gather_values
 from alignkit.backends.factory import build_backend
 from alignkit.config.schema import KTOConfig
 from alignkit.data.packing import PackedBatch, pack
@@ -22,6 +24,7 @@ from alignkit.data.tokenize import tokenize_unpaired
 from alignkit.models.forward import sequence_logps
 from alignkit.models.load import load_causal_lm
 from alignkit.models.reference import Reference, load_frozen, needs_own_model, precompute
+from alignkit.trainers.launch import launch
 from alignkit.trainers.loop import train_supervised
 from alignkit.trainers.supervised import finish, prepare
 
@@ -73,7 +76,10 @@ class KTOObjective:
                 ref, ref_kl = b.ref[:n], b.ref[n:]
             else:
                 ref, ref_kl = self.reference.logps(b.packed), self.reference.logps(b.kl_packed)
-            z0 = kto_kl_ref_point(kl_logps, ref_kl)
+            # z0 is a statistic of the whole micro-batch: data parallel, of every worker's share of it (a
+            # stand-in, with its infinite denominator, adds nothing), so that it does not depend on the split.
+            real = math.isfinite(denom)
+            z0 = kto_kl_ref_point(gather_values(kl_logps, real), gather_values(ref_kl, real))
             loss, metrics = kto_loss(logps, ref, b.labels, z0, self.beta, self.desirable_weight, self.undesirable_weight)
             scale = n / denom
             return loss * scale, {k: v * scale for k, v in metrics.items()}
@@ -84,14 +90,13 @@ class KTOObjective:
         return b.packed.n_tokens
 
 
-def with_ref(items: list[TokenizedUnpaired], logps: torch.Tensor | None) -> list[RefUnpaired]:
-    if logps is None:
-        return [RefUnpaired(i) for i in items]
-    n = len(items)
-    return [RefUnpaired(it, (float(logps[i]), float(logps[n + i]))) for i, it in enumerate(items)]
-
-
 def run_kto(cfg: KTOConfig) -> dict[str, float]:
+    """Train per `cfg` (in this process, or data parallel: trainers/launch.py)."""
+    return launch(cfg, train_kto)
+
+
+def train_kto(cfg: KTOConfig) -> dict[str, float]:
+    """One worker's part of `run_kto`. Data parallel, each worker keeps its own whole reference model."""
     p = prepare(cfg, tokenize_unpaired)
     d, micro, device = cfg.data, cfg.train.micro_batch_size, p.run.device
     model = None
@@ -100,16 +105,20 @@ def run_kto(cfg: KTOConfig) -> dict[str, float]:
     else:
         model = load_causal_lm(cfg.model, device)
         reference = Reference(policy=model)
-    refs = [None, None]
+    refs = [[None] * len(p.train), [None] * len(p.evals)]
     if cfg.ref.precompute:
-        refs = [precompute(reference, [i.sample for i in g] + [i.kl_sample for i in g], p.tokenizer.pad_token_id,
-                           d.max_length, d.packing, micro, device) for g in (p.train, p.evals)]
+        def both(items: Sequence[TokenizedUnpaired]) -> PackedBatch:  # item i's samples: segments i, m + i
+            samples = [i.sample for i in items] + [i.kl_sample for i in items]
+            return pack(samples, p.tokenizer.pad_token_id, d.max_length, d.packing).to(device)
+
+        refs = [precompute(reference, g, both, micro) for g in (p.train, p.evals)]
         reference.release()
     model = model or load_causal_lm(cfg.model, device)
-    backend = build_backend(model, cfg.train, p.total_steps, device)
+    backend = build_backend(model, cfg.train, p.total_steps, device, cfg.policy)
     k = cfg.kto
     objective = KTOObjective(k.beta, k.desirable_weight, k.undesirable_weight, reference,
                              p.tokenizer.pad_token_id, d.max_length, d.packing, device)
-    last = train_supervised(p.run, backend, objective, with_ref(p.train, refs[0]), with_ref(p.evals, refs[1]),
-                            p.total_steps)
-    return finish(p, model, last)
+    train, evals = ([RefUnpaired(x, r) for x, r in zip(g, rs, strict=True)]
+                    for g, rs in zip((p.train, p.evals), refs, strict=True))
+    last = train_supervised(p.run, backend, objective, train, evals, p.total_steps)
+    return finish(p, backend, load_causal_lm, last)

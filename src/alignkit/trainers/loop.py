@@ -3,6 +3,11 @@
 An `Objective` says how samples become micro-batches and a loss; the loop owns everything else:
 deterministic data order, gradient accumulation with a global denominator, evaluation, logging,
 checkpoints and exact resume.
+
+Data parallel (a sharded backend over several workers, trainers/launch.py): every worker runs this
+loop with the same data order and takes its share of each micro-batch (data_parallel.py); the step's
+metrics are summed over the workers, and only rank 0 writes (metrics, progress, checkpoints), while
+every worker takes part in the collective calls that gather what it writes.
 """
 
 from __future__ import annotations
@@ -15,11 +20,14 @@ from collections.abc import Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from alignkit.backends.base import LossFn, TrainBackend
-from alignkit.checkpoint.state import TrainerState, load_checkpoint, save_checkpoint
+from alignkit.backends.distributed import add_metrics, all_reduce_metrics, rank
+from alignkit.checkpoint.state import TrainerState, read_state, save_state
 from alignkit.errors import AlignkitError
 from alignkit.metrics.logger import MetricsLogger
 from alignkit.metrics.progress import progress_bar, short
+from alignkit.trainers.data_parallel import STAND_IN, shares
 from alignkit.trainers.run import Run, config_dict
+from alignkit.workers.trained import RoleState, restore, role_state
 
 log = logging.getLogger("alignkit")
 
@@ -37,7 +45,9 @@ class Objective(Protocol, Generic[S]):
 
     def loss_fn(self, denom: float) -> LossFn:
         """The loss of one micro-batch, divided by the step's `denom`; its metrics add up over
-        micro-batches to the step's means."""
+        micro-batches (and workers) to the step's means. `denom` is `STAND_IN` (infinite) for a worker's
+        stand-in call (data_parallel.py): the loss is then 0, and any collective a real call makes, the
+        stand-in makes too."""
 
     def n_tokens(self, batch: Any) -> int:
         """Non-padding tokens in a micro-batch (for tokens/s)."""
@@ -58,18 +68,43 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return order
 
 
-def chunks(items: Sequence[S], size: int) -> list[Sequence[S]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
 def evaluate(backend: TrainBackend, objective: Objective, samples: Sequence, micro: int) -> dict[str, float]:
-    denom = objective.denominator(samples)
-    fn = objective.loss_fn(denom)
+    """Loss and metrics over `samples` (collective: every worker evaluates its shares)."""
+    fn, stand_in = objective.loss_fn(objective.denominator(samples)), objective.loss_fn(STAND_IN)
     total: dict[str, float] = {}
-    for part in chunks(samples, micro):
-        for k, v in backend.evaluate(objective.collate(part), fn).items():
-            total[k] = total.get(k, 0.0) + v
-    return {f"eval_{k}": v for k, v in total.items()}
+    for mine, real in shares(samples, micro):
+        out = backend.evaluate(objective.collate(mine), fn if real else stand_in)
+        if real:
+            add_metrics(total, out)
+    return {f"eval_{k}": v for k, v in all_reduce_metrics(total).items()}
+
+
+def train_step(backend: TrainBackend, objective: Objective, batch: Sequence, micro: int) -> dict[str, float]:
+    """One optimizer step on `batch`: this worker's shares of its micro-batches, gradients accumulated
+    (summed over the workers by a sharded backend); loss metrics and tokens summed over the workers."""
+    fn, stand_in = objective.loss_fn(objective.denominator(batch)), objective.loss_fn(STAND_IN)
+    metrics: dict[str, float] = {"tokens": 0}
+    for mine, real in shares(batch, micro):
+        mb = objective.collate(mine)
+        out = backend.forward_backward(mb, fn if real else stand_in)
+        if real:
+            add_metrics(metrics, out | {"tokens": objective.n_tokens(mb)})
+    return all_reduce_metrics(metrics) | backend.step()
+
+
+def save(run: Run, backend: TrainBackend, state: TrainerState) -> None:
+    """A checkpoint of the step: gathered from every worker (collective), written by rank 0."""
+    part = role_state(backend)
+    if rank() == 0:
+        save_state(run.ckpt_dir, {"model": part.weights}, {"model": part.optim}, state, run.cfg.checkpoint.keep)
+
+
+def resume(run: Run, backend: TrainBackend) -> TrainerState:
+    """The state of `run.resume_from`, loaded into the (sharded) backend by every worker."""
+    state, weights, optims = read_state(run.resume_from, ["model"])
+    restore(backend, RoleState(weights["model"], optims["model"]))
+    log.info("resumed from %s at step %d", run.resume_from, state.step)
+    return state
 
 
 def train_supervised(
@@ -84,13 +119,11 @@ def train_supervised(
     cfg = run.cfg
     t = cfg.train
     per_epoch = len(train) // t.batch_size
-    state = TrainerState()
-    if run.resume_from is not None:
-        state, backend_states = load_checkpoint(run.resume_from, {"model": backend.model})
-        backend.load_state_dict(backend_states["model"])
-        log.info("resumed from %s at step %d", run.resume_from, state.step)
-    logger = MetricsLogger(run.dir, cfg.logging, state.step if run.resume_from else None, config_dict(cfg))
-    bar = progress_bar(total_steps, state.step, run.dir.name, cfg.logging.progress)
+    state = resume(run, backend) if run.resume_from is not None else TrainerState()
+    writer = rank() == 0
+    logger = (MetricsLogger(run.dir, cfg.logging, state.step if run.resume_from else None, config_dict(cfg))
+              if writer else None)
+    bar = progress_bar(total_steps, state.step, run.dir.name, cfg.logging.progress and writer)
     last: dict[str, float] = {}
     start = time.perf_counter()
     try:
@@ -100,34 +133,26 @@ def train_supervised(
             order = epoch_order(len(train), cfg.seed, state.epoch)
             batch = [train[i] for i in order[state.sample_offset : state.sample_offset + t.batch_size]]
             t0 = time.perf_counter()
-            denom = objective.denominator(batch)
-            fn = objective.loss_fn(denom)
-            metrics: dict[str, float] = {}
-            tokens = 0
-            for part in chunks(batch, t.micro_batch_size):
-                micro = objective.collate(part)
-                tokens += objective.n_tokens(micro)
-                for k, v in backend.forward_backward(micro, fn).items():
-                    metrics[k] = metrics.get(k, 0.0) + v
-            metrics |= backend.step()
+            metrics = train_step(backend, objective, batch, t.micro_batch_size)
             state.step += 1
             dt = time.perf_counter() - t0
-            metrics |= {"epoch": state.epoch, "tokens": tokens, "tokens_per_s": tokens / dt, "step_time_s": dt}
+            metrics |= {"epoch": state.epoch, "tokens_per_s": metrics["tokens"] / dt, "step_time_s": dt}
             is_last = state.step == total_steps
             if evals and (is_last or (t.eval_steps and state.step % t.eval_steps == 0)):
                 metrics |= evaluate(backend, objective, evals, t.micro_batch_size)
             metrics["elapsed_s"] = time.perf_counter() - start
-            if state.step % cfg.logging.log_steps == 0 or is_last or any(k.startswith("eval_") for k in metrics):
+            logged = state.step % cfg.logging.log_steps == 0 or is_last or any(k.startswith("eval_") for k in metrics)
+            if logger is not None and logged:
                 logger.log(state.step, metrics)
             last = metrics
             bar.update(1)
             bar.set_postfix(short(metrics, ("loss", "accuracy", "eval_loss", "tokens_per_s")))
             if cfg.checkpoint.save_steps and state.step % cfg.checkpoint.save_steps == 0 and not is_last:
-                save_checkpoint(run.ckpt_dir, {"model": backend.model}, {"model": backend.state_dict()}, state,
-                                cfg.checkpoint.keep)
+                save(run, backend, state)
     finally:
         bar.close()
-        logger.close()
+        if logger is not None:
+            logger.close()
     if not math.isfinite(last.get("loss", 0.0)):
         raise AlignkitError("training ended with a non-finite loss")
     return last

@@ -145,14 +145,17 @@ class OnlineRL:
         t0 = time.perf_counter()
         a = self.cfg.algo
         calls = {}  # independent forward passes: the executor may run them at the same time
-        if self.updates_per_step > 1 or (a.kl_in_reward and self.ref is not None) or self.pipeline is not None:
+        # Samples of an older policy (async) or of another engine's numerics (vLLM's kernels) are
+        # corrected by truncated importance weights, which need pi_old as the trainer computes it.
+        off_policy = self.pipeline is not None or self.cfg.rollout.engine != "hf"
+        if self.updates_per_step > 1 or (a.kl_in_reward and self.ref is not None) or off_policy:
             calls["old_logp"] = Call(self.policy, "logprobs", (exp,))
         if self.ref is not None:
             calls["ref_logp"] = Call(self.ref, "logprobs", (exp,))
         if self.critic is not None:
             calls["values"] = Call(self.critic, "values", (exp,))
         exp = exp.with_(**dict(zip(calls, self.executor.run(list(calls.values())), strict=True)))
-        if self.pipeline is not None:  # samples of an older policy: truncated importance weights
+        if off_policy:
             exp = exp.with_(is_weight=tis_weight(exp.old_logp, exp.behaviour_logp, self.cfg.rollout.tis_cap))
         timings["timing/logprobs"] += time.perf_counter() - t0
         return with_advantages(exp, a, self.kl_ctl.value)

@@ -1,8 +1,10 @@
 """Preference optimisation on pairs: DPO, cDPO, IPO, SimPO, ORPO, RPO (`alignkit dpo`).
 
-Chosen and rejected sides of a micro-batch go through the policy in one packed forward. The loss
-is picked from a table (algorithms are data): each name maps to a loss of algos/losses/preference.py
-and the hyper-parameters it uses.
+Chosen and rejected sides of a micro-batch go through the policy in one packed forward, the pair's
+prompt once for both sides (data/packing.py) unless `--data.share_prompt false` or a varlen
+attention kernel (flash-attention reads sample boundaries from position ids, which cannot express a
+shared prompt). The loss is picked from a table (algorithms are data): each name maps to a loss of
+algos/losses/preference.py and the hyper-parameters it uses.
 """
 
 from __future__ import annotations
@@ -16,15 +18,16 @@ from alignkit.algos.losses.preference import PreferenceConfig, PreferenceInput, 
 from alignkit.backends.base import LossFn
 from alignkit.backends.factory import build_backend
 from alignkit.config.schema import DPOConfig
-from alignkit.data.packing import PackedBatch, pack
+from alignkit.data.packing import PackedBatch, PairPacker
 from alignkit.data.samples import TokenizedPair
 from alignkit.data.tokenize import tokenize_pairs
 from alignkit.errors import ConfigError
 from alignkit.models.forward import sequence_logps
 from alignkit.models.load import load_causal_lm
 from alignkit.models.reference import Reference, load_frozen, needs_own_model, precompute
+from alignkit.trainers.launch import launch
 from alignkit.trainers.loop import train_supervised
-from alignkit.trainers.supervised import finish, prepare
+from alignkit.trainers.supervised import finish, pair_packer, prepare
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ def resolve_loss(cfg: DPOConfig) -> tuple[LossSpec, PreferenceConfig]:
 
 @dataclass(frozen=True)
 class RefPair:
-    """A pair with its reference log-probs when they were precomputed."""
+    """A pair with its (chosen, rejected) reference log-probs when they were precomputed."""
 
     pair: TokenizedPair
     ref: tuple[float, float] | None = None
@@ -67,14 +70,12 @@ class RefPair:
 
 @dataclass(frozen=True)
 class PairBatch:
-    """Chosen sides are samples 0..n-1 of `packed`, rejected n..2n-1; `ref` `(2n,)` when precomputed."""
+    """Chosen sides are samples 0..n-1 of `packed`, rejected n..2n-1; `ref` `(2n,)` when precomputed.
+    `tokens`: the pairs' tokens (`TokenizedPair.n_tokens`)."""
 
     packed: PackedBatch
     ref: torch.Tensor | None
-
-
-def flat_samples(pairs: Sequence[TokenizedPair]):
-    return [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    tokens: int
 
 
 @dataclass(frozen=True)
@@ -82,17 +83,13 @@ class PairwiseObjective:
     spec: LossSpec
     pref: PreferenceConfig
     reference: Reference | None
-    pad_id: int
-    capacity: int
-    packing: bool
-    device: torch.device
+    packer: PairPacker
 
     def collate(self, items: Sequence[RefPair]) -> PairBatch:
-        packed = pack(flat_samples([i.pair for i in items]), self.pad_id, self.capacity, self.packing)
         ref = None
         if items[0].ref is not None:
-            ref = torch.tensor([i.ref[0] for i in items] + [i.ref[1] for i in items], device=self.device)
-        return PairBatch(packed.to(self.device), ref)
+            ref = torch.tensor([i.ref[0] for i in items] + [i.ref[1] for i in items], device=self.packer.device)
+        return PairBatch(self.packer([i.pair for i in items]), ref, sum(i.pair.n_tokens for i in items))
 
     def denominator(self, items: Sequence[RefPair]) -> float:
         return float(len(items))
@@ -114,35 +111,35 @@ class PairwiseObjective:
         return fn
 
     def n_tokens(self, b: PairBatch) -> int:
-        return b.packed.n_tokens
-
-
-def with_ref(pairs: list[TokenizedPair], logps: torch.Tensor | None) -> list[RefPair]:
-    if logps is None:
-        return [RefPair(p) for p in pairs]
-    n = len(pairs)
-    return [RefPair(p, (float(logps[i]), float(logps[n + i]))) for i, p in enumerate(pairs)]
+        return b.tokens
 
 
 def run_dpo(cfg: DPOConfig) -> dict[str, float]:
+    """Train per `cfg` (in this process, or data parallel: trainers/launch.py)."""
+    resolve_loss(cfg)  # a bad --loss fails here, before any worker starts
+    return launch(cfg, train_dpo)
+
+
+def train_dpo(cfg: DPOConfig) -> dict[str, float]:
+    """One worker's part of `run_dpo`. Data parallel, each worker keeps its own whole reference model."""
     spec, pref = resolve_loss(cfg)
     p = prepare(cfg, tokenize_pairs)
-    d, micro, device = cfg.data, cfg.train.micro_batch_size, p.run.device
+    micro, device = cfg.train.micro_batch_size, p.run.device
+    packer = pair_packer(cfg, p)
     reference, model = None, None
     if spec.uses_ref and needs_own_model(cfg.ref, cfg.model.lora):
         reference = Reference(model=load_frozen(cfg.model, cfg.ref, device))
     if reference is None and spec.uses_ref:
         model = load_causal_lm(cfg.model, device)
         reference = Reference(policy=model)
-    refs = [None, None]
+    refs = [[None] * len(p.train), [None] * len(p.evals)]
     if spec.uses_ref and cfg.ref.precompute:
         # Reference first, alone: it is freed before the policy is loaded when it is a separate model.
-        refs = [precompute(reference, flat_samples(g), p.tokenizer.pad_token_id, d.max_length, d.packing, micro, device)
-                for g in (p.train, p.evals)]
+        refs = [precompute(reference, g, packer, micro) for g in (p.train, p.evals)]
         reference.release()
     model = model or load_causal_lm(cfg.model, device)
-    backend = build_backend(model, cfg.train, p.total_steps, device)
-    objective = PairwiseObjective(spec, pref, reference, p.tokenizer.pad_token_id, d.max_length, d.packing, device)
-    last = train_supervised(p.run, backend, objective, with_ref(p.train, refs[0]), with_ref(p.evals, refs[1]),
-                            p.total_steps)
-    return finish(p, model, last)
+    backend = build_backend(model, cfg.train, p.total_steps, device, cfg.policy)
+    objective = PairwiseObjective(spec, pref, reference, packer)
+    train, evals = ([RefPair(x, r) for x, r in zip(g, rs, strict=True)] for g, rs in zip((p.train, p.evals), refs, strict=True))
+    last = train_supervised(p.run, backend, objective, train, evals, p.total_steps)
+    return finish(p, backend, load_causal_lm, last)

@@ -9,39 +9,40 @@ import torch
 
 from alignkit.algos.losses.reward import FORMS, bradley_terry_loss
 from alignkit.backends.base import LossFn
+from alignkit.backends.distributed import gather_values
 from alignkit.backends.factory import build_backend
 from alignkit.config.schema import RMConfig
-from alignkit.data.packing import PackedBatch, pack
+from alignkit.data.packing import PackedBatch, PairPacker
 from alignkit.data.samples import TokenizedPair
 from alignkit.data.tokenize import tokenize_pairs
 from alignkit.errors import ConfigError
 from alignkit.models.forward import reward_scores
 from alignkit.models.load import REWARD_STATS_FILE, load_reward_model
-from alignkit.trainers.loop import chunks, train_supervised
-from alignkit.trainers.supervised import finish, prepare
+from alignkit.trainers.data_parallel import shares
+from alignkit.trainers.launch import launch
+from alignkit.trainers.loop import train_supervised
+from alignkit.trainers.supervised import finish, pair_packer, prepare
 
 
 @dataclass(frozen=True)
 class PairBatch:
-    """Chosen sides are samples 0..n-1 of `packed`, rejected sides n..2n-1."""
+    """Chosen sides are samples 0..n-1 of `packed`, rejected sides n..2n-1; `tokens`: the pairs' tokens
+    (`TokenizedPair.n_tokens`)."""
 
     packed: PackedBatch
     margin: torch.Tensor
+    tokens: int
 
 
 @dataclass(frozen=True)
 class RewardObjective:
-    pad_id: int
-    max_length: int
-    packing: bool
+    packer: PairPacker
     form: str
     use_margin: bool
-    device: torch.device
 
     def collate(self, pairs: Sequence[TokenizedPair]) -> PairBatch:
-        samples = [p.chosen for p in pairs] + [p.rejected for p in pairs]
-        packed = pack(samples, self.pad_id, self.max_length, self.packing).to(self.device)
-        return PairBatch(packed, torch.tensor([p.margin for p in pairs], device=self.device))
+        margin = torch.tensor([p.margin for p in pairs], device=self.packer.device)
+        return PairBatch(self.packer(pairs), margin, sum(p.n_tokens for p in pairs))
 
     def denominator(self, pairs: Sequence[TokenizedPair]) -> float:
         return float(len(pairs))
@@ -56,29 +57,41 @@ class RewardObjective:
         return fn
 
     def n_tokens(self, batch: PairBatch) -> int:
-        return batch.packed.n_tokens
+        return batch.tokens
 
 
 @torch.no_grad()
 def reward_statistics(model, objective: RewardObjective, pairs: Sequence[TokenizedPair], micro: int) -> dict[str, float]:
     """Mean and std of the trained model's scores over every training response (chosen and rejected),
-    saved with the model so that online RL can score with normalised rewards."""
+    saved with the model so that online RL can score with normalised rewards. Collective in a
+    data-parallel run: each worker scores its shares (a sharded forward needs every worker), and the
+    statistics are those of all the scores."""
     model.eval()
-    scores = torch.cat([reward_scores(model, objective.collate(part).packed) for part in chunks(pairs, micro)])
-    return {"mean": float(scores.mean()), "std": float(scores.std()), "count": int(scores.numel())}
+    scores = []
+    for mine, real in shares(pairs, micro):
+        s = reward_scores(model, objective.collate(mine).packed)  # a stand-in's too: the forward is collective
+        if real:
+            scores.append(s)
+    mine = torch.cat(scores) if scores else torch.zeros(0, device=objective.packer.device)
+    every = gather_values(mine.float())
+    return {"mean": float(every.mean()), "std": float(every.std()), "count": int(every.numel())}
 
 
 def run_rm(cfg: RMConfig) -> dict[str, float]:
+    """Train per `cfg` (in this process, or data parallel: trainers/launch.py)."""
     if cfg.rm.loss not in FORMS:
         raise ConfigError(f"--rm.loss must be one of {', '.join(FORMS)}, got '{cfg.rm.loss}'")
+    return launch(cfg, train_rm)
+
+
+def train_rm(cfg: RMConfig) -> dict[str, float]:
+    """One worker's part of `run_rm`."""
     p = prepare(cfg, tokenize_pairs)
     model = load_reward_model(cfg.model, p.run.device)
-    backend = build_backend(model, cfg.train, p.total_steps, p.run.device)
-    objective = RewardObjective(
-        p.tokenizer.pad_token_id, cfg.data.max_length, cfg.data.packing, cfg.rm.loss, cfg.rm.use_margin, p.run.device
-    )
+    backend = build_backend(model, cfg.train, p.total_steps, p.run.device, cfg.policy)
+    objective = RewardObjective(pair_packer(cfg, p), cfg.rm.loss, cfg.rm.use_margin)
     last = train_supervised(p.run, backend, objective, p.train, p.evals, p.total_steps)
     extra = {}
     if cfg.rm.normalize:
         extra[REWARD_STATS_FILE] = reward_statistics(model, objective, p.train, cfg.train.micro_batch_size)
-    return finish(p, model, last, extra)
+    return finish(p, backend, load_reward_model, last, extra)

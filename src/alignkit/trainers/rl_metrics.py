@@ -27,10 +27,19 @@ def batch_metrics(exp: Experience, rounds: Sequence, max_new_tokens: int) -> dic
     for name in rounds[0].components:
         m[f"reward/{name}"] = float(torch.cat([r.components[name].float() for r in rounds]).mean())
     if exp.old_logp is not None:
-        # How far the engine's sampling log-probs are from the trainer's (numerics, or another engine).
-        diff = (exp.old_logp - exp.behaviour_logp).abs()
-        m["logprob_mismatch/mean_abs"] = float(masked_mean(diff, exp.response_mask))
+        m |= logprob_mismatch(exp.old_logp, exp.behaviour_logp, exp.response_mask)
     return m
+
+
+def logprob_mismatch(trainer_logp: torch.Tensor, rollout_logp: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    """How far the engine's sampling log-probs are from the trainer's on the response tokens (numerics,
+    another engine such as vLLM, or an older policy): the mean absolute difference, and the largest
+    ratio pi_trainer / pi_rollout of a token, the importance weight that --rollout.tis_cap truncates."""
+    diff = trainer_logp - rollout_logp
+    on = mask.bool()
+    # float64 so that a far-off token shows as a huge ratio, not an overflow
+    ratio_max = float(diff[on].max().double().exp()) if on.any() else 1.0
+    return {"logprob_mismatch/mean_abs": float(masked_mean(diff.abs(), mask)), "logprob_mismatch/ratio_max": ratio_max}
 
 
 def mean_metrics(rows: Sequence[dict[str, float]]) -> dict[str, float]:

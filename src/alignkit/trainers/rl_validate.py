@@ -7,7 +7,7 @@ from alignkit.algos.aggregate import AGG_MODES
 from alignkit.algos.kl import KL_KINDS
 from alignkit.algos.objective import POLICY_LOSSES
 from alignkit.config.rl import RLConfig
-from alignkit.config.validate import validate_run
+from alignkit.config.validate import validate_executor, validate_run
 from alignkit.errors import ConfigError
 from alignkit.rewards.registry import validate_reward
 
@@ -26,7 +26,6 @@ def validate_rl(cfg: RLConfig) -> None:
     _choice("--algo.policy_loss", a.policy_loss, POLICY_LOSSES)
     _choice("--algo.loss_agg", a.loss_agg, AGG_MODES)
     _choice("--algo.kl_estimator", a.kl_estimator, KL_KINDS)
-    _choice("--executor", cfg.executor, {"local", "ray"})
     if cfg.train.max_steps < 1:
         raise ConfigError("--train.max_steps must be at least 1 for rl")
     if a.advantage in GROUP_ESTIMATORS and r.n_samples_per_prompt < 2:
@@ -45,6 +44,7 @@ def validate_rl(cfg: RLConfig) -> None:
     if cfg.policy.num_workers > n_mini:
         raise ConfigError(f"--policy.num_workers ({cfg.policy.num_workers}) exceeds the sequences of a mini-batch ({n_mini})")
     validate_workers(cfg)
+    validate_engine(cfg)
     if not (cfg.reward.function or cfg.reward.rules or cfg.reward.model_path or cfg.reward.urls):
         raise ConfigError("no reward: give --reward.rules, --reward.function, --reward.model_path or --reward.urls")
     validate_reward(cfg.reward)  # names and weights, before any model is loaded
@@ -53,20 +53,16 @@ def validate_rl(cfg: RLConfig) -> None:
 def validate_workers(cfg: RLConfig) -> None:
     """Worker counts, the Ray executor's settings and asynchronous rollouts."""
     r, ray = cfg.rollout, cfg.ray
-    if cfg.policy.num_workers < 1 or r.num_workers < 1:
-        raise ConfigError("--policy.num_workers and --rollout.num_workers must be at least 1")
+    validate_executor(cfg)
+    if r.num_workers < 1:
+        raise ConfigError(f"--rollout.num_workers must be at least 1, got {r.num_workers}")
     if cfg.executor == "local":
         if r.async_:
             raise ConfigError("--rollout.async needs --executor ray (the local executor runs one call at a time)")
         if cfg.policy.num_workers > 1 or r.num_workers > 1:
             raise ConfigError("--policy.num_workers and --rollout.num_workers above 1 need --executor ray")
         return
-    if cfg.policy.num_workers > 1 and cfg.policy.backend == "torch":
-        raise ConfigError(f"--policy.num_workers {cfg.policy.num_workers} needs a sharded backend "
-                          "(--policy.backend fsdp2 or deepspeed): --policy.backend torch trains one copy")
     _choice("--ray.placement", ray.placement, {"colocated", "separate"})
-    if ray.call_timeout_s <= 0:
-        raise ConfigError(f"--ray.call_timeout_s must be positive, got {ray.call_timeout_s}")
     if r.async_:
         if r.max_staleness < 1:
             raise ConfigError(f"--rollout.max_staleness must be at least 1 with --rollout.async, got {r.max_staleness}")
@@ -75,6 +71,28 @@ def validate_workers(cfg: RLConfig) -> None:
         if cfg.algo.dynamic_sampling:
             raise ConfigError("--rollout.async does not combine with --algo.dynamic_sampling "
                               "(refilling a batch waits for the current policy)")
-        if ray.gpus_per_worker > 0 and ray.placement == "colocated" and not ray.bundles:
+        if ray.gpus_per_worker > 0 and ray.placement == "colocated" and not (ray.bundles or ray.plan):
             raise ConfigError("--rollout.async needs --ray.placement separate on GPUs: colocated roles take turns "
                               "on the same devices, so generation cannot overlap training")
+
+
+def validate_engine(cfg: RLConfig) -> None:
+    """The rollout engine's settings; for vLLM also whether it is installed in a supported version,
+    before any model is loaded."""
+    r = cfg.rollout
+    _choice("--rollout.engine", r.engine, {"hf", "vllm"})
+    if r.engine != "vllm":
+        return
+    if r.tensor_parallel_size < 1:
+        raise ConfigError(f"--rollout.tensor_parallel_size must be at least 1, got {r.tensor_parallel_size}")
+    if not 0 < r.gpu_memory_utilization <= 1:
+        raise ConfigError(f"--rollout.gpu_memory_utilization must be in (0, 1], got {r.gpu_memory_utilization}")
+    if r.tis_cap <= 0:
+        raise ConfigError(f"--rollout.tis_cap must be positive, got {r.tis_cap}")
+    gpus = cfg.ray.gpus_per_worker
+    if cfg.executor == "ray" and 0 < gpus < r.tensor_parallel_size:
+        raise ConfigError(f"--rollout.tensor_parallel_size {r.tensor_parallel_size} needs as many GPUs per rollout "
+                          f"worker; --ray.gpus_per_worker is {gpus:g}")
+    from alignkit.rollout.vllm_setup import import_vllm
+
+    import_vllm()

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from alignkit.backends.distributed import from_rank0, rank
 from alignkit.checkpoint.state import resolve_resume
 from alignkit.config.parse import to_yaml
 from alignkit.config.schema import RunConfig
@@ -42,12 +43,16 @@ class Run:
 
 
 def start_run(cfg: RunConfig) -> Run:
+    """In a data-parallel run every worker starts the run; rank 0 writes config.yaml and picks the
+    checkpoint to resume from, which every worker then reads (the run directory must be on a file system
+    they all see)."""
     seed_everything(cfg.seed)
     run_dir = Path(cfg.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    if rank() == 0:
+        (run_dir / "config.yaml").write_text(to_yaml(cfg))
     torch.use_deterministic_algorithms(True, warn_only=True)
-    resume_from = resolve_resume(cfg.resume, run_dir / "checkpoints")
+    resume_from = from_rank0(resolve_resume(cfg.resume, run_dir / "checkpoints"))
     if cfg.resume and resume_from is None:
         log.warning("--resume: no checkpoint in %s yet; starting from scratch", run_dir / "checkpoints")
     return Run(cfg, run_dir, resolve_device(cfg.train.device), resume_from)

@@ -16,6 +16,7 @@ from alignkit.data.samples import TokenizedSample
 from alignkit.data.tokenize import tokenize_sft
 from alignkit.models.forward import causal_logprobs
 from alignkit.models.load import load_causal_lm
+from alignkit.trainers.launch import launch
 from alignkit.trainers.loop import train_supervised
 from alignkit.trainers.supervised import finish, prepare
 
@@ -45,9 +46,16 @@ class SFTObjective:
 
 
 def run_sft(cfg: SFTConfig) -> dict[str, float]:
-    """Train per `cfg`; writes the run directory and returns the last logged metrics."""
+    """Train per `cfg` (in this process, or data parallel: trainers/launch.py); writes the run directory
+    and returns the last logged metrics."""
+    return launch(cfg, train_sft)
+
+
+def train_sft(cfg: SFTConfig) -> dict[str, float]:
+    """One worker's part of `run_sft`."""
     p = prepare(cfg, tokenize_sft)
     model = load_causal_lm(cfg.model, p.run.device)
-    backend = build_backend(model, cfg.train, p.total_steps, p.run.device)
+    backend = build_backend(model, cfg.train, p.total_steps, p.run.device, cfg.policy)
     objective = SFTObjective(p.tokenizer.pad_token_id, cfg.data.max_length, cfg.data.packing, p.run.device)
-    return finish(p, model, train_supervised(p.run, backend, objective, p.train, p.evals, p.total_steps))
+    last = train_supervised(p.run, backend, objective, p.train, p.evals, p.total_steps)
+    return finish(p, backend, load_causal_lm, last)

@@ -1,5 +1,6 @@
 """Set-up and finish shared by the supervised trainers (sft, rm, dpo, kto): validated config, run
-directory, tokenized train/eval data and step count in; Hugging Face export and data stats out."""
+directory, tokenized train/eval data and step count in; Hugging Face export and data stats out. In a
+data-parallel run every worker prepares the same (whole) data; the loop splits it."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from alignkit.checkpoint.export import export_hf
+from alignkit.backends.base import TrainBackend
+from alignkit.checkpoint.export import LoadModel, export_trained
 from alignkit.config.schema import DataConfig, RunConfig
 from alignkit.config.validate import validate_run
+from alignkit.data.packing import PairPacker
 from alignkit.data.readers import Record
 from alignkit.data.samples import TokenizeStats
 from alignkit.models.load import load_tokenizer
@@ -44,8 +47,19 @@ def prepare(cfg: RunConfig, tokenize: Tokenize) -> Prepared:
     return Prepared(run, tokenizer, train, evals, stats, total)
 
 
-def finish(p: Prepared, model, last: dict[str, float], extra_json: dict[str, Any] | None = None) -> dict[str, float]:
-    """Export `final/` (model, tokenizer, data_stats.json and `extra_json`); the run's last metrics
-    plus the data statistics."""
-    export_hf(model, p.tokenizer, p.run.dir / "final", {"data_stats.json": p.stats.as_dict()} | (extra_json or {}))
+def pair_packer(cfg: RunConfig, p: Prepared) -> PairPacker:
+    """How a run packs preference pairs: prompts shared unless switched off, packing is off, or the
+    attention kernel is flash-attention (it reads sample boundaries from position ids only)."""
+    d = cfg.data
+    share = d.share_prompt and d.packing and not cfg.model.attn_implementation.startswith("flash")
+    return PairPacker(p.tokenizer.pad_token_id, d.max_length, d.packing, share, p.run.device)
+
+
+def finish(p: Prepared, backend: TrainBackend, load: LoadModel, last: dict[str, float],
+           extra_json: dict[str, Any] | None = None) -> dict[str, float]:
+    """Export `final/` (the backend's model as `load` builds it, tokenizer, data_stats.json and
+    `extra_json`; collective in a data-parallel run, rank 0 writes); the run's last metrics plus the
+    data statistics."""
+    extra = {"data_stats.json": p.stats.as_dict()} | (extra_json or {})
+    export_trained(backend, load, p.run.cfg.model, p.tokenizer, p.run.dir / "final", extra)
     return last | {f"data_{k}": v for k, v in p.stats.as_dict().items()}

@@ -10,11 +10,10 @@ import torch
 
 from alignkit.algos.aggregate import micro_denom
 from alignkit.algos.objective import PolicyObjective, policy_objective
-from alignkit.backends.distributed import rank
+from alignkit.backends.distributed import add_metrics
 from alignkit.backends.factory import build_backend
-from alignkit.checkpoint.export import export_hf
+from alignkit.checkpoint.export import export_trained
 from alignkit.config.rl import RLConfig
-from alignkit.config.schema import LoraConfig
 from alignkit.data.packing import pack_rows, unpack
 from alignkit.models.forward import causal_forward
 from alignkit.models.load import load_causal_lm, load_tokenizer, resolve_device
@@ -83,8 +82,7 @@ class PolicyWorker(TrainedRole):
                 # the other metrics are means, weighted by tokens so that the parts add up.
                 return loss, {k: v if k == "pg_loss" else v * share for k, v in m.items()}
 
-            for k, v in self.backend.forward_backward(mb, loss_fn).items():
-                metrics[k] = metrics.get(k, 0.0) + v
+            add_metrics(metrics, self.backend.forward_backward(mb, loss_fn))
         metrics |= self.backend.step()
         return metrics
 
@@ -96,21 +94,7 @@ class PolicyWorker(TrainedRole):
     def export(self, path: str) -> None:
         """The final model in Hugging Face format (LoRA merged), with the tokenizer. Collective under a
         sharded backend: every worker gathers the full weights, the first writes them."""
-        tokenizer = load_tokenizer(self.cfg.model)
-        if not torch.distributed.is_initialized():  # the torch backend: the model is whole here
-            export_hf(self.model, tokenizer, Path(path))
-            return
-        weights = self.backend.full_weights()  # collective: every worker walks it
-        if rank() != 0:
-            for _ in weights:
-                pass
-            return
-        plain = load_causal_lm(dataclasses.replace(self.cfg.model, lora=LoraConfig(rank=0)), torch.device("cpu"))
-        params = dict(plain.named_parameters(remove_duplicate=False))
-        with torch.no_grad():
-            for name, t in weights:
-                params[name].copy_(t)
-        export_hf(plain, tokenizer, Path(path))
+        export_trained(self.backend, load_causal_lm, self.cfg.model, load_tokenizer(self.cfg.model), Path(path))
 
 
 def _to(t: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:

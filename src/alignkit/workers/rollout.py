@@ -17,8 +17,12 @@ from alignkit.rollout.base import Generation, SamplingParams
 
 def build_engine(model_cfg: ModelConfig, rollout: RolloutConfig, device_name: str):
     """A rollout engine over its own copy of the model (no LoRA: the trainer syncs merged weights)."""
+    if rollout.engine == "vllm":
+        from alignkit.rollout.vllm import VLLMEngine  # vLLM is imported only when asked for
+
+        return VLLMEngine(model_cfg, rollout)
     if rollout.engine != "hf":
-        raise ConfigError(f"--rollout.engine {rollout.engine} is not available here; use hf")
+        raise ConfigError(f"--rollout.engine must be hf or vllm, got '{rollout.engine}'")
     from alignkit.rollout.hf import HFEngine
 
     device = resolve_device(device_name)

@@ -19,6 +19,21 @@ class RoleState:
     optim: dict[str, Any]
 
 
+def role_state(backend: Any) -> RoleState:
+    """A backend's part of a checkpoint: collective under a sharded backend (every worker calls it), full
+    on rank 0 and empty on the others."""
+    return RoleState(backend.trainable_weights(), backend.state_dict())
+
+
+def restore(backend: Any, state: RoleState) -> None:
+    """Load a checkpoint's part into a backend whose model is already sharded (every worker passes the
+    same full state and keeps its own shard)."""
+    expected = (n for n, p in backend.model.named_parameters() if p.requires_grad)
+    check_weights(state.weights, expected, "the checkpoint does not match the model")
+    backend.load_full_weights(state.weights)
+    backend.load_state_dict(state.optim)
+
+
 class TrainedRole:
     """Checkpoint methods of a worker with a `model` and a training `backend`."""
 
@@ -26,10 +41,7 @@ class TrainedRole:
     backend: Any
 
     def checkpoint_state(self) -> RoleState:
-        return RoleState(self.backend.trainable_weights(), self.backend.state_dict())
+        return role_state(self.backend)
 
     def load_checkpoint_state(self, state: RoleState) -> None:
-        expected = (n for n, p in self.model.named_parameters() if p.requires_grad)
-        check_weights(state.weights, expected, "the checkpoint does not match the model")
-        self.backend.load_full_weights(state.weights)
-        self.backend.load_state_dict(state.optim)
+        restore(self.backend, state)

@@ -38,6 +38,14 @@ def test_fit_recovers_known_factors():
     assert eff.device == "test"
 
 
+def test_overhead_fits_relative_errors_so_short_passes_count():
+    # Residuals beyond the ideal time: 10 ms on a 100 ms forward, 2 ms on a 4 ms decode step. Least
+    # squares on relative errors: o = sum(p r / t^2) / sum(p^2 / t^2) = (1 + 125) / (100 + 62500).
+    ms = [Measurement("fwd", "model", 0.100, bytes=0.090 * 1e11), Measurement("dec", "model", 0.004, bytes=0.002 * 1e11)]
+    ms += [Measurement("copy", "memory", 1.0, bytes=1e11)]  # memory efficiency 1.0: ideal = bytes / 1e11
+    assert fit(ms, DEV).overhead_s == pytest.approx(126 / 62600)
+
+
 def test_efficiency_file_round_trip_and_errors(tmp_path):
     f = tmp_path / "c.json"
     eff = Efficiency(compute=0.3, attention=0.2, memory=0.6, overhead_s=0.004, device="cpu", source="test")

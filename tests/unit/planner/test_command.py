@@ -62,6 +62,7 @@ def test_argparse_rejections_return_an_exit_code(capsys):
         ("--device tpu", r"unknown device kind 'tpu'.*valid choices"),
         ("--critic none", "needs a critic"),
         ("--calibration /nonexistent.json", "does not exist"),
+        ("--report", r"--report compares the calibrated cost model with real runs: give --calibrate"),
         ("--actor 70b --devices 1x1 --device a100-40g", "no feasible way to run"),
     ],
 )

@@ -1,6 +1,6 @@
 """A colocated rollout on GPUs sleeps after generating and wakes before it takes new weights."""
 
-from alignkit.orchestration.ray.colocate import SleepingRollout
+from alignkit.orchestration.colocate import SleepingRollout
 
 
 class FakeGroup:

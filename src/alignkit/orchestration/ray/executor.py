@@ -3,11 +3,14 @@
 `create(role, cls, *args)` returns a RoleGroup with the worker class's methods, so the controller
 reads the same as with the local executor. What the executor adds:
 
-- placement (placement.py): colocated, separate, or the role -> bundles mapping of a plan;
+- placement (placement.py): colocated, separate, or the role -> bundles mapping of a plan
+  (`--ray.bundles`, `--ray.plan`);
 - the same start as a local run: each role is built from the RNG state the previous one left (all
   workers of a role from the same one), so a seed initialises the models as `--executor local` does;
 - a torch.distributed process group per sharded training role (gloo on CPU, NCCL on GPU);
-- a colocated rollout on GPUs sleeps while the trainers use the device (colocate.py).
+- a colocated rollout on GPUs sleeps while the trainers use the device (orchestration/colocate.py);
+- with the vLLM engine on GPUs, weights go from the policy's GPUs to the engines' over NCCL or CUDA
+  IPC (sync_gpu.py) instead of through the object store.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from alignkit.checkpoint.state import rng_state
 from alignkit.errors import AlignkitError
 from alignkit.orchestration.calls import Call
-from alignkit.orchestration.ray.colocate import SleepingRollout
+from alignkit.orchestration.colocate import SleepingRollout
 from alignkit.orchestration.ray.group import RoleGroup
 from alignkit.orchestration.ray.host import GroupSpec, WorkerHost
 from alignkit.orchestration.ray.placement import Layout, plan_layout, reserve
+from alignkit.orchestration.ray.sync_gpu import DirectPolicy, IpcRollout, NcclRollout, gpu_transport
 
 log = logging.getLogger("alignkit")
 
@@ -45,10 +49,24 @@ def role_workers(cfg: Any) -> dict[str, int]:
     return out
 
 
+def light_roles(cfg: Any) -> frozenset[str]:
+    """Roles without a model of their own, which a plan need not place: a reward from rules, a
+    function or a reward server (only a reward model needs a device)."""
+    return frozenset() if cfg.reward.model_path else frozenset({"reward"})
+
+
 class RayExecutor:
-    def __init__(self, cfg: Any):
+    def __init__(self, cfg: Any, workers: dict[str, int] | None = None):
+        """`workers`: role -> number of workers; by default the roles of the online-RL run `cfg` (a
+        supervised run has only its trained model, as "policy": orchestration/ray/spmd.py)."""
         self.cfg, self.timeout_s = cfg, cfg.ray.call_timeout_s
-        self.layout: Layout = plan_layout(role_workers(cfg), cfg.ray)
+        self.layout: Layout
+        if workers is None:
+            self.layout = plan_layout(role_workers(cfg), cfg.ray, light_roles(cfg))
+            self.transport = gpu_transport(cfg, self.layout)  # None: weights through the object store
+        else:
+            self.layout, self.transport = plan_layout(workers, cfg.ray), None
+        self.links: list[NcclRollout | IpcRollout] = []
         self.connected_here = _connect(cfg.ray.address, sum(b["CPU"] for b in self.layout.bundles))
         self.pg: Any = None
         self.actors: dict[str, list[Any]] = {}
@@ -93,18 +111,40 @@ class RayExecutor:
         self._rng = refs[0]
         group = RoleGroup(role, cls, actors, self.timeout_s, refs, [s.bundle for s in self.layout.seats[role]], sharded)
         self.groups.append(group)
+        return self._wrap(role, group)
+
+    def _wrap(self, role: str, group: RoleGroup) -> Any:
+        """The group as the controller sees it: with GPU weight sync the policy leaves the moving of
+        weights to the rollout; a colocated rollout on GPUs sleeps while the trainers run."""
+        out: Any = group
+        if self.transport is not None and role == "policy":
+            out = DirectPolicy(group)
+        if self.transport is not None and role == "rollout":
+            policy = next(g for g in self.groups if g.role == "policy")  # OnlineRL creates it first
+            link = (NcclRollout(group, policy, self.cfg.rollout.tensor_parallel_size, self.timeout_s)
+                    if self.transport == "nccl" else IpcRollout(group, policy))
+            self.links.append(link)
+            out = link
         if role == "rollout" and self.colocated_gpus():
-            return SleepingRollout(group)
-        return group
+            out = SleepingRollout(out)
+        return out
 
     def ready(self) -> None:
         """Wait until every role is built, so that start-up errors show before training and its time
         is not counted in the first step."""
         for g in self.groups:
             g.ready()
+        for link in self.links:
+            link.connect()
 
     def colocated_gpus(self) -> bool:
-        return self.cfg.ray.gpus_per_worker > 0 and self.cfg.ray.placement == "colocated" and not self.cfg.ray.bundles
+        """On GPUs, whether the rollout shares a device with a trained role: with --ray.placement
+        colocated, and with a plan that runs generation on the training devices."""
+        if self.cfg.ray.gpus_per_worker <= 0:
+            return False
+        seats = self.layout.seats
+        rollout = {s.bundle for s in seats["rollout"]}
+        return any(rollout & {s.bundle for s in seats.get(r, [])} for r in TRAINED_ROLES)
 
     def run(self, calls: list[Call]) -> list[Any]:
         """Independent calls: at the same time when their roles hold no bundle in common (each has

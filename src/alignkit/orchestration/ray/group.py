@@ -3,7 +3,8 @@ and gathers the results in order (the split and gather of each method: plans.py)
 
 `group.logprobs(exp)` looks like a local worker's call and blocks; `group.submit("generate", ...)`
 returns at once with a `Pending` (async rollouts, independent calls of separate roles). Every wait is
-bounded by the call timeout, and a failure names the role, the worker and the method.
+bounded by the call timeout (an SPMD job's, `run_all`, by its collectives' timeout), and a failure names
+the role, the worker and the method.
 """
 
 from __future__ import annotations
@@ -37,16 +38,17 @@ class Pending:
     refs: list[Any]  # ObjectRef per part
     workers: list[int]  # the worker of each ref
     gather: Callable[[list[Any]], Any]
-    timeout_s: float
+    timeout_s: float | None  # None: no deadline (see RoleGroup.run_all)
 
     def result(self) -> Any:
-        deadline = time.monotonic() + self.timeout_s
+        deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
         left = dict(zip(self.refs, range(len(self.refs)), strict=True))
         out: list[Any] = [None] * len(self.refs)
         while left:
             # One at a time: a worker that fails is reported at once, not after the others time out
             # waiting for it in a collective.
-            ready, _ = ray.wait(list(left), num_returns=1, timeout=max(deadline - time.monotonic(), 0.0))
+            wait_s = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            ready, _ = ray.wait(list(left), num_returns=1, timeout=wait_s)
             if not ready:
                 w = self.workers[min(left.values())]
                 raise AlignkitError(f"{self.role} worker {w}: {self.method} did not finish within "
@@ -118,6 +120,15 @@ class RoleGroup:
     def wait(self, refs: list[Any], what: str) -> list[Any]:
         """The results of `refs` (one per worker, in order), bounded like any call."""
         return Pending(self.role, what, refs, list(range(len(refs))), list, self.timeout_s).result()
+
+    def run_all(self, method: str) -> list[Any]:
+        """The worker method `method` on every worker at once, waited for without a deadline: an SPMD job
+        (a whole supervised run, orchestration/ray/spmd.py) runs as long as it trains. Its waits are
+        bounded inside: every collective by the process group's timeout (--ray.call_timeout_s), after
+        which the worker fails; a worker that fails or dies is reported at once, naming it."""
+        self.ready()
+        refs = [a.call.remote(method) for a in self.actors]
+        return Pending(self.role, method, refs, list(range(len(refs))), list, None).result()
 
     def on_all(self, host_method: str, *args: Any) -> list[Any]:
         """A host method on every worker (set-up, inspection)."""

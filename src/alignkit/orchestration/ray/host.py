@@ -3,7 +3,8 @@
 The host is generic: it builds the worker it is given, in the state a local worker would be built in
 (the same RNG state, deterministic algorithms, a torch.distributed group for a sharded training role),
 and then runs the worker's methods. Weight sync is its only special knowledge: it moves weights
-through the object store (sync.py) instead of passing a Python iterator.
+through the object store (sync.py) instead of passing a Python iterator, or from GPU to GPU for the
+vLLM engine (sync_gpu.py).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class WorkerHost:
     def __init__(self, role: str, index: int):
         self.role, self.index = role, index
         self.worker: Any = None
+        self._sender: Any = None  # TrainerSide, made on a policy worker's first GPU sync
 
     def __repr__(self) -> str:
         # Ray prefixes the actor's log lines and error reports with this.
@@ -93,6 +95,18 @@ class WorkerHost:
 
     def load_weights(self, weights: WeightRefs, timeout_s: float) -> None:
         self.worker.load_weights(receive(weights, timeout_s))
+
+    def sender(self, method: str, *args: Any) -> Any:
+        """A policy worker's side of GPU weight sync (sync_gpu.py): `TrainerSide.method(worker, *args)`."""
+        if self._sender is None:
+            from alignkit.orchestration.ray.sync_gpu import TrainerSide
+
+            self._sender = TrainerSide()
+        return getattr(self._sender, method)(self.worker, *args)
+
+    def engine(self, method: str, *args: Any) -> Any:
+        """A rollout worker's engine's side of GPU weight sync (the vLLM engine's methods)."""
+        return getattr(self.worker.engine, method)(*args)
 
 
 def _join_group(g: GroupSpec, addr: str, port: int) -> None:

@@ -17,18 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-BUCKET_BYTES = 256 << 20
-_ALIGN = 64  # every tensor starts at a multiple of this, so a dtype view of the bytes is legal
-
-
-@dataclass(frozen=True)
-class Slot:
-    """Where one tensor lies in a bucket."""
-
-    name: str
-    dtype: str  # torch dtype name, e.g. "bfloat16" (numpy has none: the bytes travel as uint8)
-    shape: tuple[int, ...]
-    offset: int  # bytes into the bucket
+from alignkit.rollout.buckets import BUCKET_BYTES, Slot, pack_buckets, unpack_bucket
 
 
 @dataclass(frozen=True)
@@ -48,40 +37,15 @@ class WeightRefs:
     nbytes: int = 0
 
 
-def _nbytes(t: torch.Tensor) -> int:
-    return t.numel() * t.element_size()
-
-
-def _aligned(n: int) -> int:
-    return -(-n // _ALIGN) * _ALIGN
-
-
-def _view(data: torch.Tensor, slot: Slot) -> torch.Tensor:
-    dtype = getattr(torch, slot.dtype)
-    n = int(np.prod(slot.shape, dtype=np.int64)) * torch.empty((), dtype=dtype).element_size()
-    return data[slot.offset : slot.offset + n].view(dtype).view(slot.shape)
+def _host_buffer(nbytes: int, device: torch.device) -> torch.Tensor:
+    # numpy-backed, so that `ray.put` stores it without pickling; pages are touched only as filled
+    return torch.from_numpy(np.empty(nbytes, dtype=np.uint8))
 
 
 def pack(named: Iterable[tuple[str, torch.Tensor]], bucket_bytes: int = BUCKET_BYTES) -> Iterator[Bucket]:
-    """Copy each tensor into the current bucket as it arrives (the LoRA-merged weights of
-    `full_weights` are only valid until the next one is asked for); a bucket is yielded once the
-    next tensor would not fit. A tensor larger than `bucket_bytes` gets a bucket of its own."""
-    buf: np.ndarray | None = None
-    slots: list[Slot] = []
-    used = 0
-    for name, t in named:
-        size = _aligned(_nbytes(t))
-        if buf is not None and used + size > len(buf):
-            yield Bucket(slots, buf[:used])
-            buf, slots, used = None, [], 0
-        if buf is None:
-            buf = np.empty(max(bucket_bytes, size), dtype=np.uint8)  # pages are touched only as filled
-        slot = Slot(name, str(t.dtype).removeprefix("torch."), tuple(t.shape), used)
-        _view(torch.from_numpy(buf), slot).copy_(t.detach())
-        slots.append(slot)
-        used += size
-    if buf is not None:
-        yield Bucket(slots, buf[:used])
+    """The weights in host buckets of about `bucket_bytes` (rollout/buckets.py lays them out)."""
+    for slots, data in pack_buckets(named, bucket_bytes, _host_buffer):
+        yield Bucket(slots, data.numpy())
 
 
 def unpack(bucket: Bucket) -> Iterator[tuple[str, torch.Tensor]]:
@@ -90,8 +54,7 @@ def unpack(bucket: Bucket) -> Iterator[tuple[str, torch.Tensor]]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         data = torch.from_numpy(bucket.data)
-    for slot in bucket.slots:
-        yield slot.name, _view(data, slot)
+    yield from unpack_bucket(bucket.slots, data)
 
 
 def publish(named: Iterable[tuple[str, torch.Tensor]], bucket_bytes: int = BUCKET_BYTES) -> WeightRefs:
