@@ -90,6 +90,7 @@ def test_timeout_names_role_worker_and_method(roles):
 
 def test_dead_worker_is_named(ray_local, roles):
     ex, _, rollout = roles
+    rollout.ready()  # built, also when this test runs alone
     ray.kill(rollout.actors[1], no_restart=True)
     with pytest.raises(WorkerDied, match=r"rollout worker 1 died during apply"):
         rollout.apply(lambda w: 1)
