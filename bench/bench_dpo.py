@@ -38,7 +38,17 @@ from pathlib import Path
 _T0 = time.perf_counter()  # start of this process, for the start-up time of a side
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MemoryMeter, build_model, machine, run_side, steady_rate, table, without, write_pairs  # noqa: E402
+from common import (  # noqa: E402
+    MemoryMeter,
+    build_model,
+    machine,
+    resolve_device,
+    run_side,
+    steady_rate,
+    table,
+    without,
+    write_pairs,
+)
 
 SIDES = ("alignkit", "trl")
 
@@ -77,12 +87,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.repeats < 1:
         p.error("--repeats must be at least 1")
     return args
-
-
-def resolve_device(name: str) -> str:
-    import torch
-
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
 # ---------------------------------------------------------------------------------------- alignkit

@@ -5,7 +5,8 @@ synchronous rollout throughput.
 Every run is `alignkit rl --preset grpo --executor ray` with one policy, reference, rollout and reward
 worker (each a Ray actor) on one local Ray instance, started once here so that its start-up is paid
 once; runs go one after the other, never at the same time. The reward is bench_grpo.py's digit share
-(dense, so advantages stay non-zero). fp32, KL 0.04 against the reference, one update per rollout.
+(`grpo_setting.py`; dense, so advantages stay non-zero). fp32, KL 0.04 against the reference, one
+update per rollout.
 
 - (a) sync: `timing/sync` of metrics.jsonl (the policy's full weights into the object store, then into
   the rollout worker, bucket by bucket), median over the timed steps, for each `--sizes` model, placed
@@ -39,10 +40,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_grpo import parse_size, size_config  # noqa: E402
-from common import machine, table  # noqa: E402
+from common import machine, parse_size, size_config, table  # noqa: E402
 
-REWARD = f"{HERE / 'bench_grpo.py'}:alignkit_reward"  # the share of digits in the completion
+REWARD = f"{HERE / 'grpo_setting.py'}:alignkit_reward"  # the share of digits in the completion
 
 
 @dataclass(frozen=True)

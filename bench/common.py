@@ -1,11 +1,13 @@
 """Small helpers shared by the side-by-side benchmarks in bench/.
 
-- `build_model`, `write_pairs`: the tiny offline model and synthetic data both sides train on.
+- `build_model`, `write_pairs`: the tiny offline model and synthetic data both sides train on;
+  `parse_size`, `size_config`: a `HIDDENxLAYERS` model size and its attention heads.
+- `resolve_device`: `--device auto|cpu|cuda` as a torch device name.
 - `run_side`: run one side of a comparison in a fresh interpreter (`python SCRIPT --side NAME ...`),
   so each side's imports, allocations and thread pools never warm or pollute the other's, and read
   back the JSON it wrote.
 - `MemoryMeter`: peak memory of the training loop alone, above what start-up left allocated.
-- `steady_rate`: items/s between step ends, after warm-up steps.
+- `steady_rate`, `step_gaps`: items/s and step times between step ends, after warm-up steps.
 - `table`: a plain-text table.
 """
 
@@ -23,8 +25,9 @@ from pathlib import Path
 import torch
 
 
-def build_model(folder: str | Path, hidden: int, layers: int) -> Path:
-    """A tiny random Llama + tokenizer (alignkit's offline factory) in Hugging Face format."""
+def build_model(folder: str | Path, hidden: int, layers: int, **config) -> Path:
+    """A tiny random Llama + tokenizer (alignkit's offline factory) in Hugging Face format; `config`:
+    more `TinyModelConfig` fields (heads, kv_heads, ...)."""
     import transformers
 
     from alignkit.config.schema import TinyModelConfig
@@ -32,7 +35,19 @@ def build_model(folder: str | Path, hidden: int, layers: int) -> Path:
 
     transformers.utils.logging.disable_progress_bar()
 
-    return Path(build_tiny(TinyModelConfig(output=str(folder), hidden=hidden, layers=layers)))
+    return Path(build_tiny(TinyModelConfig(output=str(folder), hidden=hidden, layers=layers, **config)))
+
+
+def parse_size(s: str) -> tuple[int, int]:
+    """`HIDDENxLAYERS` (e.g. `512x4`) -> (hidden, layers)."""
+    hidden, _, layers = s.lower().partition("x")
+    return int(hidden), int(layers)
+
+
+def size_config(hidden: int, layers: int) -> dict:
+    """`TinyModelConfig` fields of a size: heads = hidden / 64 (at least 2), kv heads = heads / 2."""
+    heads = max(2, hidden // 64)
+    return dict(hidden=hidden, layers=layers, heads=heads, kv_heads=max(1, heads // 2))
 
 
 def write_pairs(path: str | Path, n: int, task: str = "sort", seed: int = 0) -> list[dict]:
@@ -42,6 +57,11 @@ def write_pairs(path: str | Path, n: int, task: str = "sort", seed: int = 0) -> 
     records = make_records(task, "pair", n, seed)
     write_jsonl(records, path)
     return records
+
+
+def resolve_device(name: str) -> str:
+    """`auto` -> cuda when available, else cpu; `cpu` and `cuda` as they are."""
+    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
 def run_side(script: str | Path, side: str, args: Sequence[str], timeout: float = 1800) -> dict:
@@ -123,11 +143,17 @@ def steady_rate(step_ends: Sequence[float], per_step: Sequence[float], warmup: i
     if len(step_ends) <= warmup:
         raise ValueError(f"{len(step_ends)} steps leave nothing to time after {warmup} warm-up steps")
     ends = list(step_ends)
-    gaps = [ends[i] - ends[i - 1] for i in range(warmup, len(ends))]
+    gaps = step_gaps(ends, warmup)
     seconds = ends[-1] - ends[warmup - 1]
     items = sum(per_step[warmup : len(ends)])
     return {"steps": len(gaps), "seconds": seconds, "rate": items / seconds, "items": items,
             "median_step_s": statistics.median(gaps)}
+
+
+def step_gaps(step_ends: Sequence[float], warmup: int = 1) -> list[float]:
+    """Seconds between consecutive step ends, from the end of step `warmup` on: each holds everything
+    the loop did for one step (logging included)."""
+    return [step_ends[i] - step_ends[i - 1] for i in range(warmup, len(step_ends))]
 
 
 def machine() -> str:
