@@ -64,20 +64,29 @@ def test_sft_matches_one_process_and_exports(ray_local, tiny_dir, tmp_path):
     assert_same_weights(AutoModelForCausalLM, tmp_path / "local" / "final", tmp_path / "dp" / "final")
 
 
-@pytest.mark.parametrize(("command", "kind", "micro", "keys"), [
+RM_KEYS = ("loss", "accuracy", "grad_norm", "eval_loss")
+TWO_ZERO3 = ["--executor", "ray", "--policy.backend", "deepspeed", "--policy.zero_stage", 3, "--policy.num_workers", 2,
+             "--ray.call_timeout_s", 120]
+
+
+@pytest.mark.parametrize(("command", "kind", "micro", "keys", "workers"), [
     # micro-batches of one pair: worker 1 has no pair of any micro-batch and runs stand-ins
-    ("dpo", "pair", 1, ("loss", "reward_acc", "margin", "grad_norm", "eval_loss")),
+    ("dpo", "pair", 1, ("loss", "reward_acc", "margin", "grad_norm", "eval_loss"), TWO_FSDP2),
     # KTO's reference point is a statistic of each micro-batch: both workers' shares of it
-    ("kto", "unpaired", 4, ("loss", "kl_ref_point", "grad_norm", "eval_loss", "eval_kl_ref_point")),
-    ("rm", "pair", 4, ("loss", "accuracy", "grad_norm", "eval_loss")),
-])
-def test_preference_and_reward_match_one_process(ray_local, tiny_dir, tmp_path, command, kind, micro, keys):
+    ("kto", "unpaired", 4, ("loss", "kl_ref_point", "grad_norm", "eval_loss", "eval_kl_ref_point"), TWO_FSDP2),
+    ("rm", "pair", 4, RM_KEYS, TWO_FSDP2),
+    ("rm", "pair", 4, RM_KEYS, TWO_ZERO3),
+], ids=["dpo", "kto", "rm", "rm-deepspeed-zero3"])
+def test_preference_and_reward_match_one_process(ray_local, tiny_dir, tmp_path, command, kind, micro, keys, workers):
+    if workers is TWO_ZERO3:
+        pytest.importorskip("deepspeed", minversion="0.19.5")
     data = synth(tmp_path / "d.jsonl", task="sort", kind=kind, n=64, seed=1)
     flags = ["--model.path", tiny_dir, "--data.train_files", data, "--train.max_steps", 3, "--train.batch_size", 8,
              "--train.micro_batch_size", micro, "--data.max_length", 48, "--train.lr", 1e-3,
              "--data.eval_fraction", 0.1, "--logging.progress", "false"]
     assert run_cli(command, *flags, "--output_dir", tmp_path / "local") == 0
-    assert run_cli(command, *flags, "--output_dir", tmp_path / "dp", *TWO_FSDP2) == 0
+    assert run_cli(command, *flags, "--output_dir", tmp_path / "dp", *workers) == 0
+    assert "backend: " + workers[workers.index("--policy.backend") + 1] in (tmp_path / "dp" / "config.yaml").read_text()
     local, sharded = read_metrics(tmp_path / "local"), read_metrics(tmp_path / "dp")
     assert_same_run(local, sharded, keys)
     if command == "kto":
