@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     MemoryMeter,
     build_model,
+    chosen_sides,
     machine,
     resolve_device,
     run_side,
@@ -257,9 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.side:
         run_one_side(args)
         return
-    sides = [s.strip() for s in args.sides.split(",") if s.strip()]
-    if unknown := set(sides) - set(SIDES):
-        raise SystemExit(f"unknown side(s) {sorted(unknown)}; choose from {SIDES}")
+    sides = chosen_sides(args.sides, SIDES)
     device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.workdir or tmp)

@@ -46,7 +46,18 @@ from pathlib import Path
 _T0 = time.perf_counter()
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import build_model, machine, parse_size, resolve_device, run_side, size_config, table, without  # noqa: E402
+from common import (  # noqa: E402
+    build_model,
+    chosen_sides,
+    comma_list,
+    machine,
+    parse_size,
+    resolve_device,
+    run_side,
+    size_config,
+    table,
+    without,
+)
 from grpo_alignkit import run_alignkit  # noqa: E402
 from grpo_flops import matmul_peak, model_dims, step_flops  # noqa: E402
 from grpo_setting import GROUP, PROMPTS_PER_STEP  # noqa: E402
@@ -162,10 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.side:
         run_one_side(args)
         return
-    sides = [s.strip() for s in args.sides.split(",") if s.strip()]
-    if unknown := set(sides) - set(SIDES):
-        raise SystemExit(f"unknown side(s) {sorted(unknown)}; choose from {SIDES}")
-    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    sides = chosen_sides(args.sides, SIDES)
+    sizes = comma_list(args.sizes)
     from alignkit.data.synth import make_records, write_jsonl
 
     device = resolve_device(args.device)

@@ -40,7 +40,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import machine, parse_size, size_config, table  # noqa: E402
+from common import comma_list, machine, parse_size, size_config, table  # noqa: E402
 
 REWARD = f"{HERE / 'grpo_setting.py'}:alignkit_reward"  # the share of digits in the completion
 
@@ -77,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.sizes, args.steps, args.warmup = "64x2,256x4", 4, 1
-    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    sizes = comma_list(args.sizes)
     args.sizes = sizes
     args.base_size = args.base_size or sizes[len(sizes) // 2]
     if args.warmup < 1 or args.steps <= args.warmup + 1:

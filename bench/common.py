@@ -172,6 +172,19 @@ def table(headers: Sequence[str], rows: Sequence[Sequence], floatfmt: str = ".1f
     return "\n".join(lines)
 
 
+def comma_list(text: str) -> list[str]:
+    """`"a, b,,c"` -> `["a", "b", "c"]`: a comma-separated command-line value."""
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def chosen_sides(text: str, known: Sequence[str]) -> list[str]:
+    """The `--sides` to run, in the order given; exits naming any unknown one."""
+    sides = comma_list(text)
+    if unknown := set(sides) - set(known):
+        raise SystemExit(f"unknown side(s) {sorted(unknown)}; choose from {tuple(known)}")
+    return sides
+
+
 def without(argv: list[str], *flags: str) -> list[str]:
     """`argv` minus the given flags and their values (`--flag value` or `--flag=value`)."""
     out, skip = [], False

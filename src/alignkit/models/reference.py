@@ -76,3 +76,16 @@ def precompute(reference: Reference, items: Sequence[T], collate: Callable[[Sequ
         lp = reference.logps(collate(chunk)).tolist()
         out += zip(lp[: len(chunk)], lp[len(chunk) :], strict=True)
     return out
+
+
+def reference_per_item(reference: Reference | None, splits: Sequence[Sequence[T]],
+                       collate: Callable[[Sequence[T]], PackedBatch], micro: int,
+                       enabled: bool) -> list[list[tuple[float, float] | None]]:
+    """For each split (train, eval), each item's precomputed reference log-probs (`precompute`), after
+    which a separate reference model is freed; None per item when `enabled` is off and the reference
+    runs every step."""
+    if not enabled:
+        return [[None] * len(s) for s in splits]
+    out = [precompute(reference, s, collate, micro) for s in splits]
+    reference.release()
+    return out

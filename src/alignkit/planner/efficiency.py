@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from alignkit.errors import ConfigError
+from alignkit.planner.json_file import read_json
 
 CALIBRATION_VERSION = 1
 
@@ -47,12 +48,7 @@ def save_efficiency(eff: Efficiency, path: str | Path, extra: dict | None = None
 def load_efficiency(path: str | Path) -> Efficiency:
     """Read a calibration file; extra keys (the raw measurements) are ignored."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"calibration file {str(p)!r} does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"calibration file {str(p)!r} is not valid JSON: {exc}") from exc
+    data = read_json(p, "calibration file")
     if not isinstance(data, dict) or data.get("version") != CALIBRATION_VERSION:
         raise ConfigError(
             f"calibration file {str(p)!r} must be a JSON object with version {CALIBRATION_VERSION}"

@@ -38,6 +38,7 @@ from typing import Any
 
 from alignkit.errors import ConfigError
 from alignkit.planner.graph import ROLES
+from alignkit.planner.json_file import read_json
 
 PLAN_VERSION = 1
 STRATEGY_FIELDS = ("dp", "tp", "pp", "zero", "micro_batches", "recompute")
@@ -92,14 +93,8 @@ def _one_line(match: re.Match) -> str:
 
 def load_plan(path: str | Path) -> dict[str, Any]:
     """Read and validate a plan file."""
-    p = Path(path)
-    try:
-        plan = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"plan file {str(p)!r} does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"plan file {str(p)!r} is not valid JSON: {exc}") from exc
-    validate_plan(plan, source=str(p))
+    plan = read_json(path, "plan file")
+    validate_plan(plan, source=str(Path(path)))
     return plan
 
 

@@ -23,7 +23,7 @@ from alignkit.data.samples import TokenizedUnpaired
 from alignkit.data.tokenize import tokenize_unpaired
 from alignkit.models.forward import sequence_logps
 from alignkit.models.load import load_causal_lm
-from alignkit.models.reference import Reference, load_frozen, needs_own_model, precompute
+from alignkit.models.reference import Reference, load_frozen, needs_own_model, reference_per_item
 from alignkit.trainers.launch import launch
 from alignkit.trainers.loop import train_supervised
 from alignkit.trainers.supervised import finish, prepare
@@ -105,14 +105,12 @@ def train_kto(cfg: KTOConfig) -> dict[str, float]:
     else:
         model = load_causal_lm(cfg.model, device)
         reference = Reference(policy=model)
-    refs = [[None] * len(p.train), [None] * len(p.evals)]
-    if cfg.ref.precompute:
-        def both(items: Sequence[TokenizedUnpaired]) -> PackedBatch:  # item i's samples: segments i, m + i
-            samples = [i.sample for i in items] + [i.kl_sample for i in items]
-            return pack(samples, p.tokenizer.pad_token_id, d.max_length, d.packing).to(device)
 
-        refs = [precompute(reference, g, both, micro) for g in (p.train, p.evals)]
-        reference.release()
+    def both(items: Sequence[TokenizedUnpaired]) -> PackedBatch:  # item i's samples: segments i, m + i
+        samples = [i.sample for i in items] + [i.kl_sample for i in items]
+        return pack(samples, p.tokenizer.pad_token_id, d.max_length, d.packing).to(device)
+
+    refs = reference_per_item(reference, (p.train, p.evals), both, micro, cfg.ref.precompute)
     model = model or load_causal_lm(cfg.model, device)
     backend = build_backend(model, cfg.train, p.total_steps, device, cfg.policy)
     k = cfg.kto

@@ -24,7 +24,7 @@ from alignkit.data.tokenize import tokenize_pairs
 from alignkit.errors import ConfigError
 from alignkit.models.forward import sequence_logps
 from alignkit.models.load import load_causal_lm
-from alignkit.models.reference import Reference, load_frozen, needs_own_model, precompute
+from alignkit.models.reference import Reference, load_frozen, needs_own_model, reference_per_item
 from alignkit.trainers.launch import launch
 from alignkit.trainers.loop import train_supervised
 from alignkit.trainers.supervised import finish, pair_packer, prepare
@@ -132,11 +132,8 @@ def train_dpo(cfg: DPOConfig) -> dict[str, float]:
     if reference is None and spec.uses_ref:
         model = load_causal_lm(cfg.model, device)
         reference = Reference(policy=model)
-    refs = [[None] * len(p.train), [None] * len(p.evals)]
-    if spec.uses_ref and cfg.ref.precompute:
-        # Reference first, alone: it is freed before the policy is loaded when it is a separate model.
-        refs = [precompute(reference, g, packer, micro) for g in (p.train, p.evals)]
-        reference.release()
+    # Reference first, alone: it is freed before the policy is loaded when it is a separate model.
+    refs = reference_per_item(reference, (p.train, p.evals), packer, micro, spec.uses_ref and cfg.ref.precompute)
     model = model or load_causal_lm(cfg.model, device)
     backend = build_backend(model, cfg.train, p.total_steps, device, cfg.policy)
     objective = PairwiseObjective(spec, pref, reference, packer)
