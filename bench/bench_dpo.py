@@ -94,7 +94,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_alignkit(args: argparse.Namespace, work: Path, device: str) -> dict:
-    import alignkit.trainers.preference as preference
+    import alignkit.trainers.supervised.preference as preference
     from alignkit.cli import main as alignkit_main
     from alignkit.metrics.logger import MetricsLogger
 

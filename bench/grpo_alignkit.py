@@ -24,7 +24,7 @@ REWARD = f"{Path(__file__).resolve().with_name('grpo_setting.py')}:alignkit_rewa
 
 def run_alignkit(args: argparse.Namespace, work: Path, model_dir: Path, device: str, t0: float) -> dict:
     """One run; its per-step figures. `t0`: the clock when this process started (for start-up time)."""
-    import alignkit.trainers.online_rl as online_rl
+    import alignkit.trainers.rl.online_rl as online_rl
     from alignkit.cli import main as alignkit_main
 
     meter = MemoryMeter(device)

@@ -71,7 +71,7 @@ def _report(name: str, metrics: dict[str, float], out: str) -> None:
 
 def cmd_sft(argv: list[str]) -> int:
     from alignkit.config.schema import SFTConfig
-    from alignkit.trainers.sft import run_sft
+    from alignkit.trainers.supervised.sft import run_sft
 
     cfg = _parse(SFTConfig, argv, "alignkit sft")
     _report("sft", run_sft(cfg), cfg.output_dir)
@@ -80,7 +80,7 @@ def cmd_sft(argv: list[str]) -> int:
 
 def cmd_rm(argv: list[str]) -> int:
     from alignkit.config.schema import RMConfig
-    from alignkit.trainers.reward_model import run_rm
+    from alignkit.trainers.supervised.reward_model import run_rm
 
     cfg = _parse(RMConfig, argv, "alignkit rm")
     _report("rm", run_rm(cfg), cfg.output_dir)
@@ -89,7 +89,7 @@ def cmd_rm(argv: list[str]) -> int:
 
 def cmd_dpo(argv: list[str]) -> int:
     from alignkit.config.schema import DPOConfig
-    from alignkit.trainers.preference import run_dpo
+    from alignkit.trainers.supervised.preference import run_dpo
 
     cfg = _parse(DPOConfig, argv, "alignkit dpo")
     _report(f"dpo ({cfg.loss})", run_dpo(cfg), cfg.output_dir)
@@ -98,7 +98,7 @@ def cmd_dpo(argv: list[str]) -> int:
 
 def cmd_kto(argv: list[str]) -> int:
     from alignkit.config.schema import KTOConfig
-    from alignkit.trainers.kto import run_kto
+    from alignkit.trainers.supervised.kto import run_kto
 
     cfg = _parse(KTOConfig, argv, "alignkit kto")
     _report("kto", run_kto(cfg), cfg.output_dir)
@@ -107,7 +107,7 @@ def cmd_kto(argv: list[str]) -> int:
 
 def cmd_rl(argv: list[str]) -> int:
     from alignkit.config.rl import RLConfig
-    from alignkit.trainers.online_rl import run_rl
+    from alignkit.trainers.rl.online_rl import run_rl
 
     if argv and argv[0] in {"-h", "--help"}:
         from alignkit.config.parse import presets
@@ -122,7 +122,7 @@ def cmd_rl(argv: list[str]) -> int:
 
 def cmd_rejection_sample(argv: list[str]) -> int:
     from alignkit.config.rl import RejectionSamplingConfig
-    from alignkit.trainers.rejection_sampling import run_rejection_sampling
+    from alignkit.trainers.rl.rejection_sampling import run_rejection_sampling
 
     cfg = _parse(RejectionSamplingConfig, argv, "alignkit rejection-sample")
     m = run_rejection_sampling(cfg)

@@ -43,7 +43,7 @@ def test_grpo_reward_rises(tiny_dir, tmp_path):
 
 
 def test_rl_resume_is_exact(tiny_dir, tmp_path, monkeypatch):
-    from alignkit.trainers.online_rl import OnlineRL
+    from alignkit.trainers.rl.online_rl import OnlineRL
 
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()

@@ -3,7 +3,7 @@ the per-worker metrics of a data-parallel step add up, and the few values the wo
 
 The group is started by whoever launches the workers (`--executor ray` starts one actor per worker and
 calls `torch.distributed.init_process_group` in each, gloo on CPU and NCCL on GPU, with a timeout;
-torchrun's processes join theirs in trainers/launch.py); the backends only use it, so every collective
+torchrun's processes join theirs in trainers/supervised/launch.py); the backends only use it, so every collective
 here is bounded by that group's timeout.
 """
 

@@ -93,8 +93,8 @@ def predicted_step_time(cfg, eff: Efficiency, prompt_len: int, device: DeviceKin
 
 def mean_prompt_tokens(cfg) -> int:
     """Mean prompt length in tokens, tokenized as the run does (the cost model takes one length)."""
+    from alignkit.data.prompts import to_prompt
     from alignkit.models.load import load_tokenizer
-    from alignkit.trainers.prompts import to_prompt
     from alignkit.trainers.run import load_records
 
     tokenizer = load_tokenizer(cfg.model)
@@ -119,7 +119,7 @@ def compare_runs(
     from alignkit.config.schema import TinyModelConfig
     from alignkit.data.synth import make_records, write_jsonl
     from alignkit.models.tiny import build_tiny
-    from alignkit.trainers.online_rl import run_rl
+    from alignkit.trainers.rl.online_rl import run_rl
 
     if steps < FIRST_MEASURED_STEP:
         raise ConfigError(

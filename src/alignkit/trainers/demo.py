@@ -24,8 +24,8 @@ from alignkit.config.schema import (
 from alignkit.data.synth import make_records, write_jsonl
 from alignkit.metrics.logger import read_metrics
 from alignkit.models.tiny import build_tiny
-from alignkit.trainers.online_rl import run_rl
-from alignkit.trainers.sft import run_sft
+from alignkit.trainers.rl.online_rl import run_rl
+from alignkit.trainers.supervised.sft import run_sft
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ first item, not counted) where a worker has none, so that every worker makes as 
 import torch
 
 from alignkit.algos.losses.sft import sft_loss
-from alignkit.trainers import data_parallel
-from alignkit.trainers.data_parallel import STAND_IN, shares
+from alignkit.trainers.supervised import data_parallel
+from alignkit.trainers.supervised.data_parallel import STAND_IN, shares
 
 
 def worker_shares(items, micro, rank, world, monkeypatch):

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from alignkit.trainers.rl_metrics import logprob_mismatch
+from alignkit.trainers.rl.metrics import logprob_mismatch
 
 
 def test_mean_abs_and_max_ratio_over_response_tokens():

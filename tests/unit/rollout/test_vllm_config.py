@@ -11,7 +11,7 @@ from alignkit.config.schema import RayConfig
 from alignkit.errors import AlignkitError, ConfigError
 from alignkit.orchestration.colocate import SleepingRollout
 from alignkit.orchestration.factory import build_executor
-from alignkit.trainers.rl_validate import validate_engine
+from alignkit.trainers.rl.validate import validate_engine
 
 
 def cfg(executor="local", ray=None, **rollout):

@@ -2,7 +2,7 @@
 the results become the one result the controller expects from a local worker.
 
 A method the table does not name cannot be called on a group: the table is the contract between the
-controller's calls (trainers/online_rl.py) and the Ray executor.
+controller's calls (trainers/rl/online_rl.py) and the Ray executor.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A supervised command (sft, rm, dpo, kto) on Ray: one actor per worker of `--policy.num_workers`, all in
 one torch.distributed process group when the backend is sharded, each running the same trainer function
-with its rank (SPMD, data parallel: trainers/loop.py splits the data).
+with its rank (SPMD, data parallel: trainers/supervised/loop.py splits the data).
 
 The actors are the Ray executor's: its placement (`--ray.*`), its start-up of the process group (gloo on
 CPU, NCCL on GPU, `--ray.call_timeout_s` as the collective timeout), its error reports naming the worker.

@@ -20,6 +20,7 @@ from alignkit.algos.objective import PolicyObjective
 from alignkit.algos.shaping import informative_groups
 from alignkit.checkpoint.state import TrainerState, read_state, save_state
 from alignkit.config.rl import RLConfig
+from alignkit.data.prompts import Prompt, PromptStream, to_prompt
 from alignkit.metrics.logger import MetricsLogger
 from alignkit.metrics.progress import progress_bar, short
 from alignkit.metrics.report import write_report
@@ -27,10 +28,9 @@ from alignkit.models.load import load_tokenizer
 from alignkit.orchestration.calls import Call
 from alignkit.orchestration.factory import build_executor
 from alignkit.rollout.base import Generation, SamplingParams
-from alignkit.trainers.prompts import Prompt, PromptStream, to_prompt
-from alignkit.trainers.rl_experience import layout, shape_rewards, with_advantages
-from alignkit.trainers.rl_metrics import batch_metrics, mean_metrics
-from alignkit.trainers.rl_validate import validate_rl
+from alignkit.trainers.rl.experience import layout, shape_rewards, with_advantages
+from alignkit.trainers.rl.metrics import batch_metrics, mean_metrics
+from alignkit.trainers.rl.validate import validate_rl
 from alignkit.trainers.run import Run, config_dict, load_records, start_run
 from alignkit.workers.critic import CriticWorker
 from alignkit.workers.experience import Experience

@@ -10,11 +10,11 @@ from tqdm import tqdm
 
 from alignkit.config.rl import RejectionSamplingConfig
 from alignkit.data.mixture import load_mixture
+from alignkit.data.prompts import to_prompt
 from alignkit.errors import ConfigError
 from alignkit.models.load import load_tokenizer
 from alignkit.rewards.base import RewardInput
 from alignkit.rewards.registry import build_reward
-from alignkit.trainers.prompts import to_prompt
 from alignkit.workers.rollout import build_engine
 
 log = logging.getLogger("alignkit")

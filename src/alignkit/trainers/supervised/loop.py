@@ -4,7 +4,7 @@ An `Objective` says how samples become micro-batches and a loss; the loop owns e
 deterministic data order, gradient accumulation with a global denominator, evaluation, logging,
 checkpoints and exact resume.
 
-Data parallel (a sharded backend over several workers, trainers/launch.py): every worker runs this
+Data parallel (a sharded backend over several workers, trainers/supervised/launch.py): every worker runs this
 loop with the same data order and takes its share of each micro-batch (data_parallel.py); the step's
 metrics are summed over the workers, and only rank 0 writes (metrics, progress, checkpoints), while
 every worker takes part in the collective calls that gather what it writes.
@@ -25,8 +25,8 @@ from alignkit.checkpoint.state import TrainerState, read_state, save_state
 from alignkit.errors import AlignkitError
 from alignkit.metrics.logger import MetricsLogger
 from alignkit.metrics.progress import progress_bar, short
-from alignkit.trainers.data_parallel import STAND_IN, shares
 from alignkit.trainers.run import Run, config_dict
+from alignkit.trainers.supervised.data_parallel import STAND_IN, shares
 from alignkit.workers.trained import RoleState, restore, role_state
 
 log = logging.getLogger("alignkit")

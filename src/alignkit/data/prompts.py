@@ -10,7 +10,7 @@ from alignkit.data import fields
 from alignkit.data.chat import render_prompt
 from alignkit.data.readers import Record
 from alignkit.errors import DataError
-from alignkit.trainers.loop import epoch_order
+from alignkit.trainers.supervised.loop import epoch_order
 
 
 @dataclass(frozen=True)

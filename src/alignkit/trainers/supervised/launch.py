@@ -1,7 +1,7 @@
 """Where a supervised command (sft, rm, dpo, kto) runs: in this process; data parallel on
 `--policy.num_workers` Ray actors (`--executor ray`, orchestration/ray/spmd.py); or in each of the
 processes torchrun started. Every worker runs the same trainer function; in a process group it reads
-its rank from the group (trainers/loop.py), and nothing else in it knows how it was launched.
+its rank from the group (trainers/supervised/loop.py), and nothing else in it knows how it was launched.
 """
 
 from __future__ import annotations

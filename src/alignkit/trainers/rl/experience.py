@@ -8,8 +8,8 @@ from alignkit.algos.advantages import ADVANTAGE_ESTIMATORS, AdvantageInput
 from alignkit.algos.kl import kl_estimate
 from alignkit.algos.shaping import overlong_penalty
 from alignkit.config.rl import AlgoConfig
+from alignkit.data.prompts import Prompt
 from alignkit.rollout.base import Generation
-from alignkit.trainers.prompts import Prompt
 from alignkit.workers.experience import Experience
 
 

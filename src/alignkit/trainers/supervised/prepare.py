@@ -17,8 +17,8 @@ from alignkit.data.packing import PairPacker
 from alignkit.data.readers import Record
 from alignkit.data.samples import TokenizeStats
 from alignkit.models.load import load_tokenizer
-from alignkit.trainers.loop import plan_steps
 from alignkit.trainers.run import Run, load_records, start_run
+from alignkit.trainers.supervised.loop import plan_steps
 
 log = logging.getLogger("alignkit")
 

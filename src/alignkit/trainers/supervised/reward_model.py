@@ -18,10 +18,10 @@ from alignkit.data.tokenize import tokenize_pairs
 from alignkit.errors import ConfigError
 from alignkit.models.forward import reward_scores
 from alignkit.models.load import REWARD_STATS_FILE, load_reward_model
-from alignkit.trainers.data_parallel import shares
-from alignkit.trainers.launch import launch
-from alignkit.trainers.loop import train_supervised
-from alignkit.trainers.supervised import finish, pair_packer, prepare
+from alignkit.trainers.supervised.data_parallel import shares
+from alignkit.trainers.supervised.launch import launch
+from alignkit.trainers.supervised.loop import train_supervised
+from alignkit.trainers.supervised.prepare import finish, pair_packer, prepare
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def reward_statistics(model, objective: RewardObjective, pairs: Sequence[Tokeniz
 
 
 def run_rm(cfg: RMConfig) -> dict[str, float]:
-    """Train per `cfg` (in this process, or data parallel: trainers/launch.py)."""
+    """Train per `cfg` (in this process, or data parallel: trainers/supervised/launch.py)."""
     if cfg.rm.loss not in FORMS:
         raise ConfigError(f"--rm.loss must be one of {', '.join(FORMS)}, got '{cfg.rm.loss}'")
     return launch(cfg, train_rm)

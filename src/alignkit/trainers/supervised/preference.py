@@ -25,9 +25,9 @@ from alignkit.errors import ConfigError
 from alignkit.models.forward import sequence_logps
 from alignkit.models.load import load_causal_lm
 from alignkit.models.reference import Reference, load_frozen, needs_own_model, reference_per_item
-from alignkit.trainers.launch import launch
-from alignkit.trainers.loop import train_supervised
-from alignkit.trainers.supervised import finish, pair_packer, prepare
+from alignkit.trainers.supervised.launch import launch
+from alignkit.trainers.supervised.loop import train_supervised
+from alignkit.trainers.supervised.prepare import finish, pair_packer, prepare
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ class PairwiseObjective:
                 logps[:n], logps[n:], None if ref is None else ref[:n], None if ref is None else ref[n:], lens[:n], lens[n:]
             )
             loss, metrics = preference_loss(self.spec.base, inp, self.pref)
-            scale = n / denom  # batch means -> shares of the step mean (see trainers/loop.py)
+            scale = n / denom  # batch means -> shares of the step mean (see trainers/supervised/loop.py)
             return loss * scale, {k: v * scale for k, v in metrics.items()}
 
         return fn
@@ -115,7 +115,7 @@ class PairwiseObjective:
 
 
 def run_dpo(cfg: DPOConfig) -> dict[str, float]:
-    """Train per `cfg` (in this process, or data parallel: trainers/launch.py)."""
+    """Train per `cfg` (in this process, or data parallel: trainers/supervised/launch.py)."""
     resolve_loss(cfg)  # a bad --loss fails here, before any worker starts
     return launch(cfg, train_dpo)
 

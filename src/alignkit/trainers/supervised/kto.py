@@ -24,9 +24,9 @@ from alignkit.data.tokenize import tokenize_unpaired
 from alignkit.models.forward import sequence_logps
 from alignkit.models.load import load_causal_lm
 from alignkit.models.reference import Reference, load_frozen, needs_own_model, reference_per_item
-from alignkit.trainers.launch import launch
-from alignkit.trainers.loop import train_supervised
-from alignkit.trainers.supervised import finish, prepare
+from alignkit.trainers.supervised.launch import launch
+from alignkit.trainers.supervised.loop import train_supervised
+from alignkit.trainers.supervised.prepare import finish, prepare
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class KTOObjective:
 
 
 def run_kto(cfg: KTOConfig) -> dict[str, float]:
-    """Train per `cfg` (in this process, or data parallel: trainers/launch.py)."""
+    """Train per `cfg` (in this process, or data parallel: trainers/supervised/launch.py)."""
     return launch(cfg, train_kto)
 
 

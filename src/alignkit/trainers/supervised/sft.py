@@ -16,9 +16,9 @@ from alignkit.data.samples import TokenizedSample
 from alignkit.data.tokenize import tokenize_sft
 from alignkit.models.forward import causal_logprobs
 from alignkit.models.load import load_causal_lm
-from alignkit.trainers.launch import launch
-from alignkit.trainers.loop import train_supervised
-from alignkit.trainers.supervised import finish, prepare
+from alignkit.trainers.supervised.launch import launch
+from alignkit.trainers.supervised.loop import train_supervised
+from alignkit.trainers.supervised.prepare import finish, prepare
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class SFTObjective:
 
 
 def run_sft(cfg: SFTConfig) -> dict[str, float]:
-    """Train per `cfg` (in this process, or data parallel: trainers/launch.py); writes the run directory
+    """Train per `cfg` (in this process, or data parallel: trainers/supervised/launch.py); writes the run directory
     and returns the last logged metrics."""
     return launch(cfg, train_sft)
 
