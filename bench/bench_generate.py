@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from alignkit.config.sampling import SamplingParams
 from alignkit.config.schema import TinyModelConfig
 from alignkit.models.tiny import build_tiny
-from alignkit.rollout.base import SamplingParams
 from alignkit.rollout.hf import HFEngine
 
 _TEXTS = ["12+7=", "sort: 4 1 3 =", "reverse: abcde =", "What is the answer to the question", "hello"]

@@ -4,8 +4,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, DynamicCache
 
+from alignkit.config.sampling import SamplingParams
 from alignkit.errors import AlignkitError
-from alignkit.rollout.base import SamplingParams
 from alignkit.rollout.hf import HFEngine
 from alignkit.rollout.kv_cache import reserved_cache
 

@@ -10,11 +10,11 @@ import torch
 
 from alignkit.config.rl import RLConfig
 from alignkit.config.rollout import RolloutConfig
+from alignkit.config.sampling import SamplingParams
 from alignkit.config.schema import DataConfig, ModelConfig, RayConfig, TrainConfig
 from alignkit.errors import AlignkitError
 from alignkit.orchestration.ray.executor import RayExecutor
 from alignkit.orchestration.ray.group import WorkerDied
-from alignkit.rollout.base import SamplingParams
 from alignkit.workers.policy import PolicyWorker
 from alignkit.workers.rollout import RolloutWorker
 

@@ -42,8 +42,8 @@ def test_engine_logprobs_updates_and_sleep(model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from alignkit.config.rollout import RolloutConfig
+    from alignkit.config.sampling import SamplingParams
     from alignkit.config.schema import ModelConfig
-    from alignkit.rollout.base import SamplingParams
     from alignkit.rollout.vllm import VLLMEngine
 
     tok = AutoTokenizer.from_pretrained(model_dir)

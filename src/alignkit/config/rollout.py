@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from alignkit.rollout.base import SamplingParams
+from alignkit.config.sampling import SamplingParams
 
 
 @dataclass(frozen=True)

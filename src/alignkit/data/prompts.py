@@ -8,9 +8,9 @@ from typing import Any
 from alignkit.config.schema import DataConfig
 from alignkit.data import fields
 from alignkit.data.chat import render_prompt
+from alignkit.data.order import epoch_order
 from alignkit.data.readers import Record
 from alignkit.errors import DataError
-from alignkit.trainers.supervised.loop import epoch_order
 
 
 @dataclass(frozen=True)

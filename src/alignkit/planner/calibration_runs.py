@@ -3,18 +3,22 @@ each measured (seconds per step, from its metrics.jsonl) and predicted by the ca
 model (``predict_step_time``: every role in one process, as the local executor runs them).
 
 The runs are built here (a tiny random Llama per size, synthetic arithmetic prompts, the rule
-reward ``exact``), so the report needs nothing but this machine.
+reward ``exact``), so the report needs nothing but this machine. Each runs as its own ``alignkit rl``
+process, through the command line a user would type: the planner never imports the trainers.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import statistics
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from alignkit.errors import ConfigError
+from alignkit.errors import AlignkitError, ConfigError
 from alignkit.planner.accuracy import Comparison
 from alignkit.planner.calibrate import predict_step_time
 from alignkit.planner.efficiency import Efficiency
@@ -93,13 +97,29 @@ def predicted_step_time(cfg, eff: Efficiency, prompt_len: int, device: DeviceKin
 
 def mean_prompt_tokens(cfg) -> int:
     """Mean prompt length in tokens, tokenized as the run does (the cost model takes one length)."""
+    from alignkit.data.mixture import load_mixture
     from alignkit.data.prompts import to_prompt
     from alignkit.models.load import load_tokenizer
-    from alignkit.trainers.run import load_records
 
     tokenizer = load_tokenizer(cfg.model)
-    records, _ = load_records(cfg)
+    d = cfg.data  # the runs hold no eval data back: every record trains
+    records = load_mixture(d.train_files, d.train_weights, d.max_samples, cfg.seed)
     return max(1, round(statistics.mean(len(to_prompt(r, tokenizer, cfg.data).ids) for r in records)))
+
+
+def run_rl(argv: list[str], threads: int | None = None) -> None:
+    """``alignkit rl ARGV`` in a child process of this Python, with ``threads`` CPU threads for torch."""
+    import alignkit
+
+    env = dict(os.environ)
+    # The child imports this alignkit, wherever it was imported from.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(alignkit.__file__).parents[1]), env.get("PYTHONPATH")]))
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    proc = subprocess.run([sys.executable, "-m", "alignkit.cli", "rl", *argv], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"]
+        raise AlignkitError(f"report run `alignkit rl {' '.join(argv)}` failed: {lines[-1]}")
 
 
 def compare_runs(
@@ -112,14 +132,11 @@ def compare_runs(
 ) -> list[Comparison]:
     """Run each of ``runs`` for ``steps`` steps under ``workdir`` and compare its measured step
     time with the prediction. ``threads`` sets torch's CPU threads for the runs, as for calibrating."""
-    import torch
-
     from alignkit.config.parse import parse_config
     from alignkit.config.rl import RLConfig
     from alignkit.config.schema import TinyModelConfig
     from alignkit.data.synth import make_records, write_jsonl
     from alignkit.models.tiny import build_tiny
-    from alignkit.trainers.rl.online_rl import run_rl
 
     if steps < FIRST_MEASURED_STEP:
         raise ConfigError(
@@ -129,22 +146,17 @@ def compare_runs(
     work.mkdir(parents=True, exist_ok=True)
     prompts = work / "prompts.jsonl"
     write_jsonl(make_records("arithmetic", "prompt", 256), prompts)
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
     out: list[Comparison] = []
-    try:
-        for i, run in enumerate(runs, 1):
-            model = work / f"tiny-h{run.hidden}x{run.layers}"
-            if not (model / "config.json").exists():
-                build_tiny(TinyModelConfig(output=str(model), hidden=run.hidden, layers=run.layers))
-            cfg = parse_config(RLConfig, rl_argv(run, model, prompts, work / run.name, steps), "alignkit rl")
-            run_rl(cfg)
-            row = Comparison(run.name, run.detail, predicted_step_time(cfg, eff, mean_prompt_tokens(cfg), device),
-                             measured_step_time(cfg.output_dir))  # fmt: skip
-            log.info("report run %d/%d %s: predicted %.4f s/step, measured %.4f s/step", i, len(runs), run.name,
-                     row.predicted_s, row.measured_s)  # fmt: skip
-            out.append(row)
-    finally:
-        torch.set_num_threads(before)
+    for i, run in enumerate(runs, 1):
+        model = work / f"tiny-h{run.hidden}x{run.layers}"
+        if not (model / "config.json").exists():
+            build_tiny(TinyModelConfig(output=str(model), hidden=run.hidden, layers=run.layers))
+        argv = rl_argv(run, model, prompts, work / run.name, steps)
+        run_rl(argv, threads)
+        cfg = parse_config(RLConfig, argv, "alignkit rl")
+        row = Comparison(run.name, run.detail, predicted_step_time(cfg, eff, mean_prompt_tokens(cfg), device),
+                         measured_step_time(cfg.output_dir))  # fmt: skip
+        log.info("report run %d/%d %s: predicted %.4f s/step, measured %.4f s/step", i, len(runs), run.name,
+                 row.predicted_s, row.measured_s)  # fmt: skip
+        out.append(row)
     return out

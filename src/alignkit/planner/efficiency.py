@@ -13,8 +13,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from alignkit.config.json_file import read_json
 from alignkit.errors import ConfigError
-from alignkit.planner.json_file import read_json
 
 CALIBRATION_VERSION = 1
 

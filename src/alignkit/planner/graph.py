@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from alignkit.errors import ConfigError
+from alignkit.orchestration.roles import ROLE_NAMES
 from alignkit.planner.models import ModelSpec
 
-ROLES = ("policy", "critic", "reference", "reward", "rollout")
 KINDS = ("generate", "inference", "train")
 
 
@@ -54,7 +54,7 @@ class Workload:
 @dataclass(frozen=True)
 class Call:
     name: str  # "role.op", unique in the graph
-    role: str  # placement unit in the plan (one of ROLES)
+    role: str  # placement unit in the plan (one of ROLE_NAMES)
     model: str  # whose weights: "policy" for both policy.* and rollout.generate
     kind: str  # generate | inference | train
     deps: tuple[str, ...] = ()
@@ -85,7 +85,7 @@ class DataflowGraph:
     def validate(self) -> None:
         seen: set[str] = set()
         for c in self.calls:
-            if c.role not in ROLES or c.kind not in KINDS:
+            if c.role not in ROLE_NAMES or c.kind not in KINDS:
                 raise ValueError(f"bad call {c}")
             if c.model not in self.models:
                 raise ValueError(f"call {c.name} uses unknown model {c.model!r}")

@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from transformers import DynamicCache
 
-from alignkit.rollout.base import SamplingParams
+from alignkit.config.sampling import SamplingParams
 from alignkit.rollout.kv_cache import reserved_cache
 from alignkit.rollout.sampling import sample
 from alignkit.rollout.stop import StopStrings

@@ -14,8 +14,9 @@ from typing import cast
 
 import torch
 
+from alignkit.config.sampling import SamplingParams
 from alignkit.errors import AlignkitError
-from alignkit.rollout.base import Generation, SamplingParams
+from alignkit.rollout.base import Generation
 from alignkit.rollout.decode import StopRules, decode
 from alignkit.rollout.stop import StopStrings, eos_ids, stop_id_table
 

@@ -24,9 +24,10 @@ from collections.abc import Iterable
 import torch
 
 from alignkit.config.rollout import RolloutConfig
+from alignkit.config.sampling import SamplingParams
 from alignkit.config.schema import ModelConfig
 from alignkit.errors import AlignkitError
-from alignkit.rollout.base import Generation, SamplingParams
+from alignkit.rollout.base import Generation
 from alignkit.rollout.buckets import BUCKET_BYTES, pack_buckets
 from alignkit.rollout.gpu_transport import IpcBucket, gpu_buffer, share
 from alignkit.rollout.vllm_convert import sampling_kwargs, to_generations

@@ -9,8 +9,9 @@ from typing import Any
 
 import torch
 
+from alignkit.config.sampling import SamplingParams
 from alignkit.errors import AlignkitError
-from alignkit.rollout.base import Generation, SamplingParams
+from alignkit.rollout.base import Generation
 
 _FINISH = {"stop": "stop", "length": "length"}  # vLLM's other reason, "abort", is an error here
 

@@ -9,10 +9,11 @@ import torch
 
 from alignkit.config.rl import RLConfig
 from alignkit.config.rollout import RolloutConfig
+from alignkit.config.sampling import SamplingParams
 from alignkit.config.schema import LoraConfig, ModelConfig
 from alignkit.errors import ConfigError
 from alignkit.models.load import load_causal_lm, load_tokenizer, resolve_device
-from alignkit.rollout.base import Generation, SamplingParams
+from alignkit.rollout.base import Generation
 
 
 def build_engine(model_cfg: ModelConfig, rollout: RolloutConfig, device_name: str):

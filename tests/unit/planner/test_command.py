@@ -7,9 +7,9 @@ import json
 import pytest
 
 from alignkit.errors import ConfigError
+from alignkit.orchestration.plan_file import load_plan
 from alignkit.planner.command import main
 from alignkit.planner.efficiency import load_efficiency
-from alignkit.planner.plan_io import load_plan
 
 EXAMPLE = (
     "--actor 7b --critic 7b --ref 7b --reward 7b --algo ppo --devices 8x8 --device h100 "

@@ -8,10 +8,11 @@ import json
 import pytest
 
 from alignkit.errors import ConfigError
+from alignkit.orchestration.plan_file import load_plan, validate_plan
 from alignkit.planner.graph import Workload, build_graph
 from alignkit.planner.hardware import make_cluster
 from alignkit.planner.models import resolve_model
-from alignkit.planner.plan_io import load_plan, plan_to_dict, save_plan, validate_plan
+from alignkit.planner.plan_io import plan_to_dict, save_plan
 from alignkit.planner.planning import run_planner
 
 

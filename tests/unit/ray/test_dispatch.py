@@ -3,12 +3,13 @@
 import pytest
 import torch
 
+from alignkit.config.sampling import SamplingParams
 from alignkit.config.schema import RayConfig
 from alignkit.errors import ConfigError
 from alignkit.orchestration.ray import dispatch, plans
 from alignkit.orchestration.ray.placement import plan_layout
 from alignkit.rewards.base import RewardOutput
-from alignkit.rollout.base import Generation, SamplingParams
+from alignkit.rollout.base import Generation
 from alignkit.workers.experience import Experience
 
 

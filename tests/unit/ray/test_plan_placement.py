@@ -11,9 +11,10 @@ from alignkit.config.parse import parse_config
 from alignkit.config.rl import RLConfig
 from alignkit.config.schema import RayConfig
 from alignkit.errors import ConfigError
+from alignkit.orchestration.plan_file import load_plan
 from alignkit.orchestration.ray.placement import Seat, plan_layout
 from alignkit.planner.command import main as plan_main
-from alignkit.planner.plan_io import load_plan, save_plan
+from alignkit.planner.plan_io import save_plan
 
 STRATEGY = {"dp": 1, "tp": 1, "pp": 1, "zero": 0, "micro_batches": 1, "recompute": False}
 

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from alignkit.config.sampling import SamplingParams
 from alignkit.errors import AlignkitError
-from alignkit.rollout.base import SamplingParams
 from alignkit.rollout.vllm_convert import request_seeds, sampling_kwargs, to_generations
 
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from alignkit.config.rollout import RolloutConfig
+from alignkit.config.sampling import SamplingParams
 from alignkit.config.schema import ModelConfig
-from alignkit.rollout.base import SamplingParams
 from alignkit.rollout.vllm_worker import RECEIVER, WeightReceiver
 
 

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from alignkit.rollout.base import Generation, SamplingParams
+from alignkit.config.sampling import SamplingParams
+from alignkit.rollout.base import Generation
 
 
 @dataclass

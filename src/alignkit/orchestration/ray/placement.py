@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from alignkit.config.schema import RayConfig
 from alignkit.errors import AlignkitError, ConfigError
-from alignkit.planner.graph import ROLES
-from alignkit.planner.plan_io import plan_bundles
+from alignkit.orchestration.plan_file import plan_bundles
+from alignkit.orchestration.roles import ROLE_NAMES
 
 log = logging.getLogger("alignkit")
 
@@ -79,9 +79,9 @@ def _mapped(
     workers: dict[str, int], mapping: dict[str, list[int]], source: str, light: Collection[str], hint: str
 ) -> dict[str, list[int]]:
     """`mapping` restricted to the run's roles; a light role left out joins the rollout's first bundle."""
-    unknown = sorted(set(mapping) - set(ROLES))
+    unknown = sorted(set(mapping) - set(ROLE_NAMES))
     if unknown:
-        raise ConfigError(f"{source}: unknown role(s) {', '.join(unknown)}; roles are {', '.join(ROLES)}")
+        raise ConfigError(f"{source}: unknown role(s) {', '.join(unknown)}; roles are {', '.join(ROLE_NAMES)}")
     missing = [r for r in workers if not mapping.get(r) and (r not in light or not mapping.get("rollout"))]
     if missing:
         raise ConfigError(f"{source} gives no bundle to {', '.join(missing)} "

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from alignkit.config.sampling import SamplingParams
 from alignkit.orchestration.ray import dispatch
 from alignkit.orchestration.ray.sync import BUCKET_BYTES
-from alignkit.rollout.base import SamplingParams
 
 
 @dataclass(frozen=True)

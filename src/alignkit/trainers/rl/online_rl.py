@@ -20,6 +20,7 @@ from alignkit.algos.objective import PolicyObjective
 from alignkit.algos.shaping import informative_groups
 from alignkit.checkpoint.state import TrainerState, read_state, save_state
 from alignkit.config.rl import RLConfig
+from alignkit.config.sampling import SamplingParams
 from alignkit.data.prompts import Prompt, PromptStream, to_prompt
 from alignkit.metrics.logger import MetricsLogger
 from alignkit.metrics.progress import progress_bar, short
@@ -27,7 +28,7 @@ from alignkit.metrics.report import write_report
 from alignkit.models.load import load_tokenizer
 from alignkit.orchestration.calls import Call
 from alignkit.orchestration.factory import build_executor
-from alignkit.rollout.base import Generation, SamplingParams
+from alignkit.rollout.base import Generation
 from alignkit.trainers.rl.experience import layout, shape_rewards, with_advantages
 from alignkit.trainers.rl.metrics import batch_metrics, mean_metrics
 from alignkit.trainers.rl.validate import validate_rl

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from collections.abc import Sequence
 from typing import Any, Generic, Protocol, TypeVar
@@ -22,6 +21,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from alignkit.backends.base import LossFn, TrainBackend
 from alignkit.backends.distributed import add_metrics, all_reduce_metrics, rank
 from alignkit.checkpoint.state import TrainerState, read_state, save_state
+from alignkit.data.order import epoch_order
 from alignkit.errors import AlignkitError
 from alignkit.metrics.logger import MetricsLogger
 from alignkit.metrics.progress import progress_bar, short
@@ -59,13 +59,6 @@ def plan_steps(n_train: int, batch_size: int, max_steps: int, epochs: int) -> tu
     if per_epoch == 0:
         raise AlignkitError(f"{n_train} training samples are fewer than --train.batch_size {batch_size}")
     return per_epoch, (max_steps or per_epoch * epochs)
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
-    """The sample order of an epoch: a function of (seed, epoch) only, so resume needs no saved RNG."""
-    order = list(range(n))
-    random.Random(seed * 1_000_003 + epoch).shuffle(order)
-    return order
 
 
 def evaluate(backend: TrainBackend, objective: Objective, samples: Sequence, micro: int) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""Reading the planner's JSON files (plan.json, calibration.json) with an error that names the file."""
+"""Reading a JSON settings file (a plan, a calibration) with an error that names the file."""
 
 from __future__ import annotations
 
