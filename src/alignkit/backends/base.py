@@ -11,15 +11,16 @@ from typing import Any, Protocol
 
 import torch
 
-LossFn = Callable[[torch.nn.Module, Any], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+LossFn = Callable[[torch.nn.Module, Any], tuple[torch.Tensor, dict[str, Any]]]
 
 
 class TrainBackend(Protocol):
     model: torch.nn.Module
     device: torch.device
 
-    def forward_backward(self, batch: Any, loss_fn: LossFn) -> dict[str, float]:
-        """Run loss_fn(model, batch), back-propagate, accumulate gradients; returns the loss metrics."""
+    def forward_backward(self, batch: Any, loss_fn: LossFn) -> dict[str, Any]:
+        """Run loss_fn(model, batch), back-propagate, accumulate gradients; returns the loss metrics
+        (`torch_local.loss_metrics`: floats, and `Metric`s with their reduction kept)."""
 
     def step(self) -> dict[str, float]:
         """Clip, step the optimizer and scheduler, zero gradients; returns grad_norm and lr."""

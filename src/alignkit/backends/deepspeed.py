@@ -26,7 +26,7 @@ import torch
 
 from alignkit.backends.base import LossFn
 from alignkit.backends.distributed import rank, require_process_group, world_size
-from alignkit.backends.torch_local import OptimConfig, adamw, cosine_schedule
+from alignkit.backends.torch_local import OptimConfig, adamw, cosine_schedule, loss_metrics
 from alignkit.errors import AlignkitError, ConfigError
 from alignkit.models.weights import full_weights
 
@@ -113,7 +113,7 @@ class DeepSpeedBackend:
             raise AlignkitError(f"the loss is {float(loss)}; lower --train.lr or check the data")
         # DeepSpeed averages gradients over the workers; the loss is a share of a global sum.
         self.engine.backward(loss * world_size())
-        return {k: float(v) for k, v in metrics.items()} | {"loss": float(loss.detach())}
+        return loss_metrics(loss, metrics)
 
     def step(self) -> dict[str, float]:
         """Clip by the global norm, step AdamW and the schedule; grad_norm is the pre-clip global norm."""
@@ -125,7 +125,7 @@ class DeepSpeedBackend:
     def evaluate(self, batch: Any, loss_fn: LossFn) -> dict[str, float]:
         self.engine.eval()
         loss, metrics = loss_fn(self.engine, batch)
-        return {k: float(v) for k, v in metrics.items()} | {"loss": float(loss)}
+        return loss_metrics(loss, metrics)
 
     def _partitions(self) -> list[torch.Tensor]:
         """This worker's flat fp32 partitions, which AdamW steps (one per param group)."""

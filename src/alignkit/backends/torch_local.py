@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
+from alignkit.algos.metric import Metric
 from alignkit.backends.base import LossFn
 from alignkit.backends.distributed import rank
 from alignkit.errors import AlignkitError
@@ -31,8 +32,11 @@ class OptimConfig:
     max_grad_norm: float
 
 
-def _metrics(m: dict[str, torch.Tensor]) -> dict[str, float]:
-    return {k: float(v) for k, v in m.items()}
+def loss_metrics(loss: torch.Tensor, metrics: dict[str, Any]) -> dict[str, Any]:
+    """What `forward_backward` returns: the loss function's metrics as plain numbers (a `Metric` keeps
+    its reduction, with floats), and `loss` as a float unless the loss function reported its own."""
+    out = {k: v.item() if isinstance(v, Metric) else float(v) for k, v in metrics.items()}
+    return {"loss": float(loss.detach())} | out
 
 
 def adamw(model: torch.nn.Module, optim: OptimConfig) -> torch.optim.AdamW:
@@ -76,7 +80,7 @@ class TorchBackend:
         if not torch.isfinite(loss):
             raise AlignkitError(f"the loss is {float(loss)}; lower --train.lr or check the data")
         loss.backward()
-        return _metrics(metrics) | {"loss": float(loss.detach())}
+        return loss_metrics(loss, metrics)
 
     def step(self) -> dict[str, float]:
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -92,7 +96,7 @@ class TorchBackend:
     def evaluate(self, batch: Any, loss_fn: LossFn) -> dict[str, float]:
         self.model.eval()
         loss, metrics = loss_fn(self.model, batch)
-        return _metrics(metrics) | {"loss": float(loss)}
+        return loss_metrics(loss, metrics)
 
     # torch.distributed.checkpoint is imported in the two methods below: it takes about a second to
     # import, and a run needs it only when it saves or resumes.

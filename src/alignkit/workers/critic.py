@@ -6,18 +6,16 @@ import dataclasses
 
 import torch
 
-from alignkit.algos.aggregate import micro_denom
-from alignkit.algos.losses.value import value_loss
+from alignkit.algos.metric import Metric, prefixed
+from alignkit.algos.objective import ValueObjective, value_objective
 from alignkit.backends.factory import build_backend
 from alignkit.config.rl import RLConfig
 from alignkit.config.schema import LoraConfig, ModelConfig
-from alignkit.data.packing import pack_rows, unpack
 from alignkit.models.forward import token_values
 from alignkit.models.load import load_reward_model, load_tokenizer, resolve_device
-from alignkit.workers.experience import Experience, StepTotals
-from alignkit.workers.forward_utils import gather, micro_batches
-from alignkit.workers.policy import capacity
-from alignkit.workers.trained import TrainedRole
+from alignkit.workers.experience import Experience
+from alignkit.workers.forward_utils import gather, micro_batches, per_token
+from alignkit.workers.trained import TrainedRole, step_metrics
 
 
 class CriticWorker(TrainedRole):
@@ -30,34 +28,25 @@ class CriticWorker(TrainedRole):
         self.model = load_reward_model(model_cfg, self.device)
         train = dataclasses.replace(cfg.train, lr=cfg.critic.lr)
         self.backend = build_backend(self.model, train, total_optim_steps, self.device, cfg.policy)
-        self.capacity = capacity(cfg)
 
     def _values(self, model, mb: Experience) -> torch.Tensor:
-        packed, index = pack_rows(mb.input_ids, mb.lengths, self.pad_id, self.capacity)
-        return unpack(token_values(model, packed.to(self.device)), index)
+        return per_token(mb, lambda packed: token_values(model, packed), self.pad_id, self.device)
 
     @torch.no_grad()
     def values(self, exp: Experience) -> torch.Tensor:
         self.model.eval()
         return gather(exp, lambda mb: self._values(self.model, mb), self.cfg.train.micro_batch_size)
 
-    def update(self, exp: Experience, clip: float | None, agg: str, totals: StepTotals | None = None) -> dict[str, float]:
-        """One optimizer step; `totals` as in `PolicyWorker.update`."""
-        step_tokens, step_seqs = dataclasses.astuple(totals or exp.totals())
-        max_len = float(self.cfg.rollout.max_new_tokens)
-        metrics: dict[str, float] = {}
+    def update(self, exp: Experience, obj: ValueObjective, denominator: float) -> dict[str, Metric]:
+        """One optimizer step; `denominator` and the metrics as in `PolicyWorker.update`."""
+        parts = []
         for mb in micro_batches(exp, self.cfg.train.micro_batch_size):
-            m_mask = mb.response_mask
-            denom = micro_denom(agg, step_tokens, step_seqs, float((m_mask.sum(-1) > 0).sum()), max_len)
-            share = float(m_mask.sum()) / max(step_tokens, 1.0)
 
-            def loss_fn(model, mb: Experience, denom=denom, share=share):
+            def loss_fn(model, mb: Experience):
                 dev = self.device
-                v = self._values(model, mb)
-                loss, m = value_loss(v, mb.values.to(dev), mb.returns.to(dev), mb.response_mask.to(dev), clip, agg, denom)
-                return loss, {k: x if k == "value_loss" else x * share for k, x in m.items()}  # as in PolicyWorker
+                terms, metrics = value_objective(obj, self._values(model, mb), mb.values.to(dev), mb.returns.to(dev),
+                                                 mb.response_mask.to(dev))
+                return terms.total / max(denominator, 1.0), metrics
 
-            for k, v in self.backend.forward_backward(mb, loss_fn).items():
-                metrics[f"critic/{k}"] = metrics.get(f"critic/{k}", 0.0) + v
-        metrics |= {f"critic/{k}": v for k, v in self.backend.step().items()}
-        return metrics
+            parts.append(self.backend.forward_backward(mb, loss_fn))
+        return prefixed("critic/", step_metrics(parts, self.backend.step()))

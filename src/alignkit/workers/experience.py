@@ -15,15 +15,6 @@ import torch
 
 
 @dataclass(frozen=True)
-class StepTotals:
-    """The denominators of one optimizer step: response tokens and sequences of the WHOLE mini-batch,
-    which a worker training on a shard of it must divide by."""
-
-    tokens: float
-    seqs: float
-
-
-@dataclass(frozen=True)
 class Experience:
     input_ids: torch.Tensor  # (n, L) long
     lengths: torch.Tensor  # (n,) tokens in each row
@@ -58,10 +49,3 @@ class Experience:
             else:
                 out[f.name] = v
         return Experience(**out)
-
-    def totals(self) -> StepTotals:
-        mask = self.response_mask
-        return StepTotals(float(mask.sum()), float((mask.sum(-1) > 0).sum()))
-
-    def token_count(self) -> int:
-        return int(self.response_mask.sum())

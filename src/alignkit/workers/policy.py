@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from alignkit.algos.aggregate import micro_denom
+from alignkit.algos.metric import Metric
 from alignkit.algos.objective import PolicyObjective, policy_objective
-from alignkit.backends.distributed import add_metrics
 from alignkit.backends.factory import build_backend
 from alignkit.checkpoint.export import export_trained
 from alignkit.config.rl import RLConfig
-from alignkit.data.packing import pack_rows, unpack
 from alignkit.models.forward import causal_forward
 from alignkit.models.load import load_causal_lm, load_tokenizer, resolve_device
-from alignkit.workers.experience import Experience, StepTotals
-from alignkit.workers.forward_utils import gather, micro_batches
-from alignkit.workers.trained import TrainedRole
-
-
-def capacity(cfg: RLConfig) -> int:
-    """Tokens per packed row; 0 packs each micro-batch to its own longest sequence, so padding is
-    bounded by the spread of lengths. Rows as wide as the config's limits (prompt + full response)
-    were mostly one sequence padded to the width of a two-sequence row: 1.65 token slots per real
-    token in bench/bench_grpo.py."""
-    return 0
+from alignkit.workers.experience import Experience
+from alignkit.workers.forward_utils import gather, micro_batches, per_token
+from alignkit.workers.trained import TrainedRole, step_metrics
 
 
 def sampling_temperature(cfg: RLConfig) -> float:
@@ -43,15 +32,13 @@ class PolicyWorker(TrainedRole):
         self.pad_id = load_tokenizer(cfg.model).pad_token_id
         self.model = load_causal_lm(cfg.model, self.device)
         self.backend = build_backend(self.model, cfg.train, total_optim_steps, self.device, cfg.policy)
-        self.capacity = capacity(cfg)
         self.temperature = sampling_temperature(cfg)
 
     def _forward(
         self, model, mb: Experience, with_entropy: bool, entropy_grad: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        packed, index = pack_rows(mb.input_ids, mb.lengths, self.pad_id, self.capacity)
-        logp, ent = causal_forward(model, packed.to(self.device), self.temperature, with_entropy, entropy_grad)
-        return unpack(logp, index), None if ent is None else unpack(ent, index)
+        return per_token(mb, lambda packed: causal_forward(model, packed, self.temperature, with_entropy, entropy_grad),
+                         self.pad_id, self.device)
 
     @torch.no_grad()
     def logprobs(self, exp: Experience) -> torch.Tensor:
@@ -59,32 +46,25 @@ class PolicyWorker(TrainedRole):
         self.model.eval()
         return gather(exp, lambda mb: self._forward(self.model, mb, False)[0], self.cfg.train.micro_batch_size)
 
-    def update(self, exp: Experience, obj: PolicyObjective, totals: StepTotals | None = None) -> dict[str, float]:
-        """One optimizer step on the mini-batch `exp` (micro-batched, exact accumulation). `totals`: the
-        counts of the whole mini-batch when `exp` is this worker's shard of it (data parallel); the
-        metrics are then this worker's share of the step's, and the workers' metrics add up."""
-        step_tokens, step_seqs = dataclasses.astuple(totals or exp.totals())
-        max_len = float(self.cfg.rollout.max_new_tokens)
-        metrics: dict[str, float] = {}
+    def update(self, exp: Experience, obj: PolicyObjective, denominator: float) -> dict[str, Metric]:
+        """One optimizer step on the mini-batch `exp`, or on this worker's shard of it (data parallel),
+        micro-batched. `denominator`: the whole mini-batch's count for `obj.agg` (`loss_count`), which
+        every micro-batch's loss sum is divided by, so the accumulated gradients (summed over the
+        workers) are exactly those of one pass over the mini-batch. Returns partial metrics."""
+        parts = []
         for mb in micro_batches(exp, self.cfg.train.micro_batch_size):
-            mb_mask = mb.response_mask
-            denom = micro_denom(obj.agg, step_tokens, step_seqs, float((mb_mask.sum(-1) > 0).sum()), max_len)
-            share = float(mb_mask.sum()) / max(step_tokens, 1.0)
 
-            def loss_fn(model, mb: Experience, denom=denom, share=share):
+            def loss_fn(model, mb: Experience):
                 logp, ent = self._forward(model, mb, with_entropy=True, entropy_grad=bool(obj.entropy_coef))
                 dev = self.device
-                loss, m = policy_objective(
-                    obj, logp, _to(mb.old_logp, dev), mb.advantages.to(dev), mb.response_mask.to(dev), denom,
+                terms, metrics = policy_objective(
+                    obj, logp, _to(mb.old_logp, dev), mb.advantages.to(dev), mb.response_mask.to(dev),
                     ref_logp=_to(mb.ref_logp, dev), entropy=ent, is_weight=_to(mb.is_weight, dev),
                 )
-                # pg_loss is already this micro-batch's part of the step's loss (global denominator);
-                # the other metrics are means, weighted by tokens so that the parts add up.
-                return loss, {k: v if k == "pg_loss" else v * share for k, v in m.items()}
+                return terms.total / max(denominator, 1.0), metrics
 
-            add_metrics(metrics, self.backend.forward_backward(mb, loss_fn))
-        metrics |= self.backend.step()
-        return metrics
+            parts.append(self.backend.forward_backward(mb, loss_fn))
+        return step_metrics(parts, self.backend.step())
 
     def weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         """Full weights (LoRA merged) for the rollout engine (gathered from the shards of a sharded

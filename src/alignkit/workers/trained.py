@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from alignkit.algos.metric import Metric, mean, merge_all
 from alignkit.checkpoint.state import check_weights
 
 
@@ -32,6 +33,12 @@ def restore(backend: Any, state: RoleState) -> None:
     check_weights(state.weights, expected, "the checkpoint does not match the model")
     backend.load_full_weights(state.weights)
     backend.load_state_dict(state.optim)
+
+
+def step_metrics(parts: list[dict[str, Metric]], step: dict[str, float]) -> dict[str, Metric]:
+    """A trained role's metrics of one optimizer step: its micro-batches' partials combined, and the
+    backend's grad_norm and lr (one per optimizer step: a mean over the step's updates)."""
+    return merge_all(parts) | {k: mean(v, 1.0) for k, v in step.items()}
 
 
 class TrainedRole:

@@ -1,13 +1,28 @@
-"""PPO / dual-clip / GSPO policy losses and the TIS weight (alignkit.algos.losses.policy)."""
+"""PPO / dual-clip / GSPO policy losses and the TIS weight (alignkit.algos.losses.policy), reduced with
+the aggregation modes of alignkit.algos.aggregate; the entropy bonus of alignkit.algos.objective."""
 
 import math
 
 import pytest
 import torch
 
-from alignkit.algos.losses.policy import gspo_policy_loss, ppo_policy_loss, tis_weight
+from alignkit.algos.aggregate import aggregate
+from alignkit.algos.losses.policy import policy_loss, tis_weight
+from alignkit.algos.objective import PolicyObjective, policy_objective
 
 F64 = torch.float64
+
+
+def ppo_policy_loss(logp, old, adv, mask, agg="token_mean", **clip):
+    """The PPO surrogate reduced by `agg`: (loss, metrics as floats)."""
+    loss_tok, m = policy_loss("ppo", logp, old, adv, mask, **clip)
+    return aggregate(loss_tok, mask, agg), {k: v.value for k, v in m.items()}
+
+
+def gspo_policy_loss(logp, old, adv, mask):
+    """GSPO with the paper's range [1 - 3e-4, 1 + 4e-4] and its sequence-mean aggregation."""
+    loss_tok, m = policy_loss("gspo", logp, old, adv, mask, clip_low=3e-4, clip_high=4e-4)
+    return aggregate(loss_tok, mask, "seq_mean_token_mean"), {k: v.value for k, v in m.items()}
 
 
 def _ppo_case():
@@ -31,13 +46,18 @@ def test_ppo_clip_higher_hand_example():
     logp, old, adv, mask = _ppo_case()
     loss, m = ppo_policy_loss(logp, old, adv, mask, clip_low=0.2, clip_high=0.28)
     assert loss.item() == pytest.approx(0.03)
-    assert m["clip_frac"].item() == pytest.approx(0.5)
-    assert m["dual_clip_frac"].item() == 0.0
-    assert m["ratio_mean"].item() == pytest.approx((1.5 + 0.9 + 1.5 + 0.5) / 4)
-    assert m["ratio_max"].item() == pytest.approx(1.5)  # the masked-out 10 is ignored
+    assert m["clip_frac"] == pytest.approx(0.5)
+    assert m["dual_clip_frac"] == 0.0
+    assert m["ratio_mean"] == pytest.approx((1.5 + 0.9 + 1.5 + 0.5) / 4)
+    assert m["ratio_max"] == pytest.approx(1.5)  # the masked-out 10 is ignored
+    assert m["ratio_min"] == pytest.approx(0.5)
     k3 = [r - 1 - math.log(r) for r in (1.5, 0.9, 1.5, 0.5)]  # KL(old || new), samples from old
-    assert m["approx_kl"].item() == pytest.approx(sum(k3) / 4)
-    assert all(not v.requires_grad and v.dim() == 0 for v in m.values())
+    assert m["approx_kl"] == pytest.approx(sum(k3) / 4)
+    _, raw = policy_loss("ppo", logp, old, adv, mask, clip_high=0.28)
+    assert all(not v.total.requires_grad and v.total.dim() == 0 for v in raw.values())
+    assert {k: (v.kind, float(v.weight)) for k, v in raw.items()} == {  # each declares its reduction
+        "clip_frac": ("mean", 4), "dual_clip_frac": ("mean", 4), "approx_kl": ("mean", 4),
+        "ratio_mean": ("mean", 4), "ratio_max": ("max", 4), "ratio_min": ("min", 4)}
 
 
 def test_ppo_gradient_is_zero_on_clipped_tokens():
@@ -60,7 +80,7 @@ def test_dual_clip_hand_example():
     adv = torch.tensor([[-1.0, -1.0, 1.0]], dtype=F64)
     loss, m = ppo_policy_loss(logp, old, adv, torch.ones(1, 3), dual_clip=3.0)
     assert loss.item() == pytest.approx((3 + 2 - 1.2) / 3)
-    assert m["dual_clip_frac"].item() == pytest.approx(1 / 3)
+    assert m["dual_clip_frac"] == pytest.approx(1 / 3)
     loss.backward()
     # Only the r=2, A=-1 token passes gradient: -A r / 3 = 2/3.
     torch.testing.assert_close(logp.grad, torch.tensor([[0.0, 2 / 3, 0.0]], dtype=F64))
@@ -77,17 +97,23 @@ def test_tis_weight_and_is_weight():
 
     logp, old_lp, adv, mask = _ppo_case()
     weight = torch.tensor([[0.5, 1.0, 2.0, 1.0, 7.0]], dtype=F64)
-    loss, _ = ppo_policy_loss(logp, old_lp, adv, mask, clip_high=0.28, is_weight=weight)
-    assert loss.item() == pytest.approx((0.5 * -1.28 - 0.9 + 2.0 * 1.5 + 0.8) / 4)
+    obj = PolicyObjective(clip_high=0.28, agg="token_mean")
+    terms, m = policy_objective(obj, logp, old_lp, adv, mask, is_weight=weight)  # weighs the surrogate
+    assert terms.mean().item() == pytest.approx((0.5 * -1.28 - 0.9 + 2.0 * 1.5 + 0.8) / 4)
+    assert m["pg_loss"].value == m["loss"].value == pytest.approx(terms.mean().item())
 
 
 def test_entropy_bonus():
+    """The objective subtracts entropy_coef * mean entropy and logs the parts beside the loss."""
     logp, old, adv, mask = _ppo_case()
     entropy = torch.tensor([[1.0, 2.0, 3.0, 4.0, 100.0]], dtype=F64)
-    loss, m = ppo_policy_loss(logp, old, adv, mask, clip_high=0.28, entropy=entropy, entropy_coef=0.01)
-    assert loss.item() == pytest.approx(0.03 - 0.01 * 2.5)
-    assert m["entropy"].item() == pytest.approx(2.5)
-    assert m["pg_loss"].item() == pytest.approx(0.03)
+    obj = PolicyObjective(clip_high=0.28, agg="token_mean", entropy_coef=0.01)
+    terms, m = policy_objective(obj, logp, old, adv, mask, entropy=entropy)
+    assert terms.mean().item() == pytest.approx(0.03 - 0.01 * 2.5)
+    assert m["entropy"].value == pytest.approx(2.5)
+    assert m["pg_loss"].value == pytest.approx(0.03)
+    assert m["entropy_loss"].value == pytest.approx(-0.01 * 2.5)
+    assert m["loss"].value == pytest.approx(0.03 - 0.01 * 2.5)
 
 
 def test_ppo_seq_mean_aggregation():
@@ -102,8 +128,8 @@ def test_ppo_seq_mean_aggregation():
         two_rows(old),
         two_rows(adv),
         torch.ones(2, 2),
-        clip_high=0.28,
         agg="seq_mean_token_mean",
+        clip_high=0.28,
     )
     assert loss.item() == pytest.approx(((-1.28 - 0.9) / 2 + (1.5 + 0.8) / 2) / 2)
 
@@ -128,9 +154,9 @@ def test_gspo_hand_example():
     loss, m = gspo_policy_loss(logp, old, adv, mask)
     s0, s1 = math.exp(0.0002), math.exp(0.001)
     assert loss.item() == pytest.approx((-s0 - 1.0004) / 2, rel=1e-12)
-    assert m["clip_frac"].item() == pytest.approx(3 / 5)
-    assert m["ratio_mean"].item() == pytest.approx((s0 + s1) / 2)
-    assert m["ratio_max"].item() == pytest.approx(s1)
+    assert m["clip_frac"] == pytest.approx(3 / 5)
+    assert m["ratio_mean"] == pytest.approx((s0 + s1) / 2)
+    assert m["ratio_max"] == pytest.approx(s1)
 
 
 def test_gspo_gradient_matches_sequence_objective():

@@ -3,7 +3,9 @@
 import pytest
 import torch
 
+from alignkit.algos.aggregate import aggregate
 from alignkit.algos.losses.value import value_loss
+from alignkit.algos.objective import ValueObjective, value_objective
 
 F64 = torch.float64
 VALUES = [1.2, 3.0, 0.0, 5.0]
@@ -22,10 +24,12 @@ def test_clipped_value_loss_hand_example():
     token_mean = 3.0 / 3 = 1.0; gradient (v - R) / 3 where unclipped.
     """
     values = torch.tensor([VALUES], dtype=F64, requires_grad=True)
-    loss, m = value_loss(values, OLD, RETURNS, MASK, clip=0.2)
+    terms, m = value_objective(ValueObjective(clip=0.2, agg="token_mean"), values, OLD, RETURNS, MASK)
+    loss = terms.mean()
     assert loss.item() == pytest.approx(1.0)
-    assert m["value_clip_frac"].item() == pytest.approx(1 / 3)
-    assert m["value_mean"].item() == pytest.approx((1.2 + 3.0 + 0.0) / 3)
+    assert m["value_loss"].value == m["loss"].value == pytest.approx(1.0)
+    assert m["value_clip_frac"].value == pytest.approx(1 / 3)
+    assert m["value_mean"].value == pytest.approx((1.2 + 3.0 + 0.0) / 3)
     loss.backward()
     torch.testing.assert_close(values.grad, torch.tensor([[0.0, 2 / 3, 1 / 3, 0.0]], dtype=F64))
 
@@ -33,6 +37,6 @@ def test_clipped_value_loss_hand_example():
 def test_unclipped_value_loss():
     """clip=None: 0.5 * (v - R)^2 = 0.5 * (0.64 + 4 + 1) / 3."""
     values = torch.tensor([VALUES], dtype=F64)
-    loss, m = value_loss(values, OLD, RETURNS, MASK, clip=None)
-    assert loss.item() == pytest.approx(0.5 * 5.64 / 3)
-    assert m["value_clip_frac"].item() == 0.0
+    loss_tok, m = value_loss(values, OLD, RETURNS, MASK, clip=None)
+    assert aggregate(loss_tok, MASK).item() == pytest.approx(0.5 * 5.64 / 3)
+    assert m["value_clip_frac"].value == 0.0

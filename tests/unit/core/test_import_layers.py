@@ -4,6 +4,7 @@ imports inside functions too, and the bottom layers import nothing above them.""
 from __future__ import annotations
 
 import ast
+from itertools import pairwise
 from pathlib import Path
 
 import alignkit
@@ -63,7 +64,7 @@ def test_the_finder_finds_a_cycle():
 def test_no_import_cycle_between_subpackages():
     graph = import_graph()
     cycle = find_cycle(graph)
-    where = [f"{u} -> {v} ({graph[u][v]})" for u, v in zip(cycle, cycle[1:])] if cycle else []
+    where = [f"{u} -> {v} ({graph[u][v]})" for u, v in pairwise(cycle)] if cycle else []
     assert cycle is None, "import cycle: " + "; ".join(where)
 
 

@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from alignkit.algos.aggregate import loss_count
+from alignkit.algos.metric import maximum, mean, values
 from alignkit.config.sampling import SamplingParams
 from alignkit.config.schema import RayConfig
 from alignkit.errors import ConfigError
@@ -47,12 +49,13 @@ def test_padding_rows_add_nothing_to_the_loss():
     exp = _exp([9, 3, 7])
     exp = exp.with_(advantages=torch.randn(exp.input_ids.shape, generator=torch.Generator().manual_seed(0)))
     padded = dispatch.shard(exp, [0, 1, 2], rows=5)
-    assert padded.n == 5 and padded.lengths.tolist() == [9, 3, 7, 1, 1] and padded.totals() == exp.totals()
+    assert padded.n == 5 and padded.lengths.tolist() == [9, 3, 7, 1, 1]
     for agg in ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"):
-        obj = PolicyObjective(agg=agg)
-        a, _ = policy_objective(obj, exp.behaviour_logp, None, exp.advantages, exp.response_mask, 6.0)
-        b, _ = policy_objective(obj, padded.behaviour_logp, None, padded.advantages, padded.response_mask, 6.0)
-        assert torch.equal(a, b), agg
+        assert loss_count(padded.response_mask, agg) == loss_count(exp.response_mask, agg)
+        obj = PolicyObjective(agg=agg, max_len=6)
+        a, _ = policy_objective(obj, exp.behaviour_logp, None, exp.advantages, exp.response_mask)
+        b, _ = policy_objective(obj, padded.behaviour_logp, None, padded.advantages, padded.response_mask)
+        assert torch.equal(a.total, b.total) and torch.equal(a.count, b.count), agg
 
 
 def test_sharded_forward_gets_equal_rows_and_drops_padding():
@@ -107,17 +110,17 @@ def test_rewards_back_in_order():
     assert out.components["len"].tolist() == [8, 1, 2]
 
 
-def test_train_plan_passes_global_totals_and_sums_metrics():
+def test_train_plan_passes_the_step_denominator_and_combines_metrics_by_their_reduction():
     exp = _exp([9, 3, 7, 4])
-    plan = plans.train("update", 2, exp, "obj")
-    totals = exp.totals()
-    assert all(p.kwargs["totals"] == totals for p in plan.parts)
-    assert [p.args[1].n for p in plan.parts] == [2, 2]
-    m = plan.gather([{"pg_loss": 0.25, "grad_norm": 2.0, "critic/lr": 1e-3}, {"pg_loss": 0.5, "grad_norm": 2.0,
-                                                                              "critic/lr": 1e-3}])
-    assert m == {"pg_loss": 0.75, "grad_norm": 2.0, "critic/lr": 1e-3}
-    one = plans.train("update", 1, exp, "obj")
-    assert one.parts[0].args == ("update", exp, "obj") and not one.parts[0].kwargs  # as a local call
+    plan = plans.train("update", 2, exp, "obj", 21.0)
+    assert [p.args[1].n for p in plan.parts] == [2, 2] and all(p.args[2:] == ("obj", 21.0) for p in plan.parts)
+    m = plan.gather([
+        {"loss": mean(0.25, 12.0), "ratio_max": maximum(1.5, 12.0), "grad_norm": mean(2.0, 1.0)},
+        {"loss": mean(0.5, 9.0), "ratio_max": maximum(1.25, 9.0), "grad_norm": mean(2.0, 1.0)},
+    ])
+    assert values(m) == {"loss": pytest.approx((0.25 * 12 + 0.5 * 9) / 21), "ratio_max": 1.5, "grad_norm": 2.0}
+    one = plans.train("update", 1, exp, "obj", 21.0)
+    assert one.parts[0].args == ("update", exp, "obj", 21.0) and not one.parts[0].kwargs  # as a local call
 
 
 def test_layouts():

@@ -5,18 +5,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from alignkit.algos.aggregate import aggregate, masked_mean
+from alignkit.algos.aggregate import token_mean
+from alignkit.algos.metric import Metric
 
 
 def value_loss(
-    values: Tensor,
-    old_values: Tensor,
-    returns: Tensor,
-    mask: Tensor,
-    clip: float | None = 0.2,
-    agg: str = "token_mean",
-    denom: float | None = None,
-) -> tuple[Tensor, dict[str, Tensor]]:
+    values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor, clip: float | None = 0.2
+) -> tuple[Tensor, dict[str, Metric]]:
     """``0.5 * max((V - R)^2, (clip(V, V_old - clip, V_old + clip) - R)^2)`` per token.
 
     The squared error is PPO's ``L^VF`` (Schulman et al. 2017, arXiv:1707.06347, eq. 9); the
@@ -24,9 +19,9 @@ def value_loss(
     (arXiv:2005.12729, Sec. 3, "value function clipping"). ``clip=None`` gives ``0.5 * (V - R)^2``.
 
     Shapes: ``values`` (the critic now), ``old_values`` (at rollout), ``returns`` (targets, e.g.
-    from GAE) and ``mask`` are ``(batch, seq)``; reduced with ``aggregate(., mask, agg, denom)``.
-    Metrics (over masked tokens): ``value_clip_frac`` (share where the clipped term is the larger,
-    so the gradient is zero), ``value_mean``, ``value_loss``.
+    from GAE) and ``mask`` are ``(batch, seq)``; so is the returned loss (unmasked: the caller
+    aggregates). Metrics (over masked tokens): ``value_clip_frac`` (share where the clipped term is
+    the larger, so the gradient is zero), ``value_mean``.
     """
     unclipped = (values - returns).square()
     if clip is None:
@@ -37,11 +32,9 @@ def value_loss(
         clipped = (v_clipped - returns).square()
         loss_tok = 0.5 * torch.maximum(unclipped, clipped)
         is_clipped = clipped > unclipped
-    loss = aggregate(loss_tok, mask, agg, denom)
     with torch.no_grad():
         metrics = {
-            "value_loss": loss.detach(),
-            "value_clip_frac": masked_mean(is_clipped.to(values.dtype), mask),
-            "value_mean": masked_mean(values.detach(), mask),
+            "value_clip_frac": token_mean(is_clipped.to(values.dtype), mask),
+            "value_mean": token_mean(values.detach(), mask),
         }
-    return loss, metrics
+    return loss_tok, metrics

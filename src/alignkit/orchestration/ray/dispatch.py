@@ -18,10 +18,6 @@ from alignkit.rewards.base import RewardOutput
 from alignkit.rollout.base import Generation
 from alignkit.workers.experience import Experience
 
-# Metrics a training step reports identically on every worker (the clipped global gradient norm, the
-# learning rate); every other update metric is a worker's share of a global mean and adds up.
-REPLICATED_METRICS = ("grad_norm", "lr")
-
 
 def balanced_split(costs: Sequence[int], k: int, equal_counts: bool = False) -> list[list[int]]:
     """Indices `0..len(costs)-1` in `k` parts of nearly equal total cost, each in ascending order.
@@ -108,18 +104,3 @@ def gather_rewards(parts: list[list[int]], results: list[RewardOutput], n: int) 
     scores = gather_vector(parts, [r.scores for r in results], n)
     names = results[0].components
     return RewardOutput(scores, {k: gather_vector(parts, [r.components[k] for r in results], n) for k in names})
-
-
-def sum_metrics(results: list[dict[str, float]]) -> dict[str, float]:
-    """The step's metrics from the workers' partial sums; replicated ones are taken from worker 0."""
-    if len(results) == 1:
-        return results[0]
-    out: dict[str, float] = {}
-    for r in results:
-        for key, v in r.items():
-            if key.rsplit("/", 1)[-1] in REPLICATED_METRICS:
-                out.setdefault(key, v)
-            else:
-                out[key] = out.get(key, 0.0) + v
-    return out
-

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from alignkit.algos.metric import merge_all
 from alignkit.config.sampling import SamplingParams
 from alignkit.orchestration.ray import dispatch
 from alignkit.orchestration.ray.sync import BUCKET_BYTES
@@ -58,16 +59,17 @@ def rows(sharded: bool) -> Callable[..., Plan]:
 
 def train(method: str, k: int, exp, *rest: Any) -> Plan:
     """One optimizer step (update) of a role whose k workers form one process group: every worker
-    takes a token-balanced shard of as many rows as the others and divides by the WHOLE mini-batch's
-    counts, so the summed gradients and metrics are those of one worker on all of it."""
+    takes a token-balanced shard of as many rows as the others; the step's denominator is among the
+    arguments (computed by the controller on the whole mini-batch), so the summed gradients are those of
+    one worker on all of it. The workers' partial metrics combine by their reductions."""
     if k == 1:
         return Plan([_call(0, method, exp, *rest)], lambda rs: rs[0])
     parts = dispatch.split_rows(exp, k, equal_counts=True)
     if not all(parts):
         raise ValueError(f"{method}: {exp.n} rows cannot keep {k} workers busy")  # validate_rl prevents it
-    size, totals = max(len(p) for p in parts), exp.totals()
-    calls = [_call(w, method, dispatch.shard(exp, parts[w], size), *rest, totals=totals) for w in range(k)]
-    return Plan(calls, dispatch.sum_metrics)
+    size = max(len(p) for p in parts)
+    calls = [_call(w, method, dispatch.shard(exp, parts[w], size), *rest) for w in range(k)]
+    return Plan(calls, merge_all)
 
 
 def generate(method: str, k: int, prompts: list[list[int]], params: SamplingParams) -> Plan:

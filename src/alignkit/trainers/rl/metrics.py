@@ -40,9 +40,3 @@ def logprob_mismatch(trainer_logp: torch.Tensor, rollout_logp: torch.Tensor, mas
     # float64 so that a far-off token shows as a huge ratio, not an overflow
     ratio_max = float(diff[on].max().double().exp()) if on.any() else 1.0
     return {"logprob_mismatch/mean_abs": float(masked_mean(diff.abs(), mask)), "logprob_mismatch/ratio_max": ratio_max}
-
-
-def mean_metrics(rows: Sequence[dict[str, float]]) -> dict[str, float]:
-    """Average each metric over the updates of a step (PPO epochs x mini-batches)."""
-    keys = {k for r in rows for k in r}
-    return {k: sum(r[k] for r in rows if k in r) / sum(1 for r in rows if k in r) for k in keys}

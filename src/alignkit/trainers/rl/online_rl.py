@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
+from alignkit.algos.aggregate import loss_count
 from alignkit.algos.kl import AdaptiveKLController, FixedKLController
 from alignkit.algos.losses.policy import tis_weight
-from alignkit.algos.objective import PolicyObjective
+from alignkit.algos.metric import Metric, merge_all, values
+from alignkit.algos.objective import PolicyObjective, ValueObjective
 from alignkit.algos.shaping import informative_groups
 from alignkit.checkpoint.state import TrainerState, read_state, save_state
 from alignkit.config.rl import RLConfig
@@ -30,7 +32,7 @@ from alignkit.orchestration.calls import Call
 from alignkit.orchestration.factory import build_executor
 from alignkit.rollout.base import Generation
 from alignkit.trainers.rl.experience import layout, shape_rewards, with_advantages
-from alignkit.trainers.rl.metrics import batch_metrics, mean_metrics
+from alignkit.trainers.rl.metrics import batch_metrics
 from alignkit.trainers.rl.validate import validate_rl
 from alignkit.trainers.run import Run, config_dict, load_records, start_run
 from alignkit.workers.critic import CriticWorker
@@ -165,26 +167,30 @@ class OnlineRL:
         a = self.cfg.algo
         return PolicyObjective(
             loss=a.policy_loss, clip_low=a.clip_low, clip_high=a.clip_high, dual_clip=a.dual_clip, agg=a.loss_agg,
-            kl_coef=0.0 if a.kl_in_reward else self.kl_ctl.value, kl_estimator=a.kl_estimator,
-            entropy_coef=a.entropy_coef,
+            max_len=self.cfg.rollout.max_new_tokens, kl_coef=0.0 if a.kl_in_reward else self.kl_ctl.value,
+            kl_estimator=a.kl_estimator, entropy_coef=a.entropy_coef,
         )
 
-    def train_on(self, exp: Experience, step: int, timings: dict[str, float]) -> dict[str, float]:
+    def train_on(self, exp: Experience, step: int, timings: dict[str, float]) -> dict[str, Metric]:
+        """PPO epochs x mini-batches of updates; the partial metrics of every update combined."""
         a, t0 = self.cfg.algo, time.perf_counter()
         obj, updates = self.objective(), []
+        value_obj = ValueObjective(a.value_clip, a.loss_agg, self.cfg.rollout.max_new_tokens)
         train_policy = step >= a.critic_warmup_steps or self.critic is None
         gen = torch.Generator().manual_seed(self.cfg.seed * 7919 + step)
         for _ in range(a.ppo_epochs):
             order = torch.randperm(exp.n, generator=gen) if a.mini_batches > 1 else torch.arange(exp.n)
             for idx in order.chunk(a.mini_batches):
                 mb, calls = exp.select(idx), []
+                # The one denominator of this optimizer step, for every micro-batch and worker of it.
+                denominator = loss_count(mb.response_mask, a.loss_agg)
                 if self.critic is not None:
-                    calls.append(Call(self.critic, "update", (mb, a.value_clip, a.loss_agg)))
+                    calls.append(Call(self.critic, "update", (mb, value_obj, denominator)))
                 if train_policy:
-                    calls.append(Call(self.policy, "update", (mb, obj)))
-                updates.append({k: v for m in self.executor.run(calls) for k, v in m.items()})
+                    calls.append(Call(self.policy, "update", (mb, obj, denominator)))
+                updates += self.executor.run(calls)
         timings["timing/train"] += time.perf_counter() - t0
-        return mean_metrics(updates)
+        return merge_all(updates)
 
     def sync(self, timings: dict[str, float]) -> None:
         t0 = time.perf_counter()
@@ -205,7 +211,7 @@ class OnlineRL:
             version, extra = step, ds_metrics if self.cfg.algo.dynamic_sampling else {}
         exp = self.make_experience(rounds, timings, version)
         metrics = batch_metrics(exp, rounds, self.cfg.rollout.max_new_tokens)
-        metrics |= self.train_on(exp, step, timings)
+        metrics |= values(self.train_on(exp, step, timings))  # the step's metrics, reduced once
         if "kl" in metrics:
             self.kl_ctl.update(metrics["kl"], exp.n)
         self.sync(timings)
@@ -214,7 +220,7 @@ class OnlineRL:
         metrics |= extra
         metrics |= timings | {"kl_coef": self.kl_ctl.value, "step_time_s": dt, "tokens_per_s": gen_tokens / dt,
                               "generate_tokens_per_s": gen_tokens / max(timings["timing/generate"], 1e-9)}
-        metrics["loss"] = metrics.get("pg_loss", 0.0)
+        metrics.setdefault("loss", 0.0)  # the policy's objective; none while only the critic warms up
         return metrics
 
     # -- evaluation, checkpoints, the loop -------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alignkit.algos.advantages import ADVANTAGE_ESTIMATORS
 from alignkit.algos.aggregate import AGG_MODES
 from alignkit.algos.kl import KL_KINDS
-from alignkit.algos.objective import POLICY_LOSSES
+from alignkit.algos.losses.policy import POLICY_LOSSES
 from alignkit.config.rl import RLConfig
 from alignkit.config.validate import validate_executor, validate_run
 from alignkit.errors import ConfigError
