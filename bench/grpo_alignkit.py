@@ -81,7 +81,7 @@ def run_alignkit(args: argparse.Namespace, work: Path, model_dir: Path, device: 
         raise SystemExit(f"expected {args.steps} steps in {out / 'metrics.jsonl'}, found {len(rows)}")
     steps = [{"time_s": r["step_time_s"], "cpu_s": cpu[i], "completions": int(r["sequences"]),
               "prompt_lens": lengths[i][0], "response_lens": lengths[i][1],
-              # Row width as alignkit's workers pack (workers/policy.py `capacity`: 0, the longest sequence).
+              # Row width as alignkit's workers pack (workers/forward_utils.py `per_token`: width 0, the longest sequence).
               "slots": _packed_slots(lengths[i], args.micro_batch, 0),
               "breakdown": {k.split("/")[1]: r[k] for k in r if k.startswith("timing/")}}
              for i, r in enumerate(rows)]

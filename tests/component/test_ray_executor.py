@@ -15,6 +15,7 @@ from alignkit.config.schema import DataConfig, ModelConfig, RayConfig, TrainConf
 from alignkit.errors import AlignkitError
 from alignkit.orchestration.ray.executor import RayExecutor
 from alignkit.orchestration.ray.group import WorkerDied
+from alignkit.orchestration.roles import roles
 from alignkit.workers.policy import PolicyWorker
 from alignkit.workers.rollout import RolloutWorker
 
@@ -28,12 +29,13 @@ def ray_local():
 
 
 @pytest.fixture(scope="module")
-def roles(ray_local, tiny_dir):
+def groups(ray_local, tiny_dir):
     cfg = RLConfig(model=ModelConfig(path=str(tiny_dir)), data=DataConfig(max_length=16),
                    train=TrainConfig(device="cpu"), executor="ray",
                    rollout=RolloutConfig(num_workers=2, max_new_tokens=4), ray=RayConfig(call_timeout_s=60))
-    ex = RayExecutor(cfg)
+    ex = RayExecutor(cfg, {r: role for r, role in roles(cfg).items() if r in ("policy", "rollout")})
     policy, rollout = ex.create("policy", PolicyWorker, cfg, 10), ex.create("rollout", RolloutWorker, cfg)
+    ex.ready()
     yield ex, policy, rollout
     ex.shutdown()
 
@@ -53,12 +55,12 @@ def _perturb(worker):
             p.add_(torch.randn(p.shape, generator=g) * 1e-2)
 
 
-def test_weight_sync_is_bit_equal(roles):
-    _, policy, rollout = roles
+def test_weight_sync_is_bit_equal(groups):
+    ex, policy, rollout = groups
     policy.apply(_perturb)
     before = rollout.apply(_engine_weights)
     t0 = time.perf_counter()
-    rollout.load_weights(policy.weights())
+    ex.sync_weights()
     dt = time.perf_counter() - t0
     (trained,) = policy.apply(_trainer_weights)
     for loaded, old in zip(rollout.apply(_engine_weights), before, strict=True):  # both rollout workers
@@ -68,16 +70,16 @@ def test_weight_sync_is_bit_equal(roles):
     print(f"sync of {sum(v.numel() * 4 for v in trained.values()) / 2**20:.1f} MiB to 2 workers: {dt * 1000:.0f} ms")
 
 
-def test_generation_split_over_two_workers_keeps_prompt_order(roles, tokenizer):
-    _, _, rollout = roles
+def test_generation_split_over_two_workers_keeps_prompt_order(groups, tokenizer):
+    _, _, rollout = groups
     prompts = [tokenizer(t)["input_ids"] for t in ["12+7=", "sort: 4 1 3 2 =", "hi", "What is it"]]
     gens = rollout.generate(prompts, SamplingParams(n=2, temperature=1.0, max_new_tokens=4, seed=3))
     assert [g.prompt_index for g in gens] == [0, 0, 1, 1, 2, 2, 3, 3]
     assert all(len(g.response_ids) == len(g.logprobs) > 0 for g in gens)
 
 
-def test_timeout_names_role_worker_and_method(roles):
-    _, _, rollout = roles
+def test_timeout_names_role_worker_and_method(groups):
+    _, _, rollout = groups
     rollout.timeout_s = 1.0
     try:
         t0 = time.perf_counter()
@@ -88,8 +90,8 @@ def test_timeout_names_role_worker_and_method(roles):
         rollout.timeout_s = 60.0
 
 
-def test_dead_worker_is_named(ray_local, roles):
-    ex, _, rollout = roles
+def test_dead_worker_is_named(ray_local, groups):
+    ex, _, rollout = groups
     rollout.ready()  # built, also when this test runs alone
     ray.kill(rollout.actors[1], no_restart=True)
     with pytest.raises(WorkerDied, match=r"rollout worker 1 died during apply"):

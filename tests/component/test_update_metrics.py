@@ -13,7 +13,7 @@ from alignkit.algos.objective import PolicyObjective, policy_objective
 from alignkit.config.rl import RLConfig
 from alignkit.config.rollout import RolloutConfig
 from alignkit.config.schema import ModelConfig, TrainConfig
-from alignkit.orchestration.ray import plans
+from alignkit.orchestration.ray.scatter import scatter
 from alignkit.workers.experience import Experience
 from alignkit.workers.policy import PolicyWorker
 
@@ -54,7 +54,7 @@ def test_micro_batches_and_workers_report_the_whole_batch(worker, agg):
     denominator = loss_count(exp.response_mask, agg)
     one, two = copy.deepcopy(worker), [copy.deepcopy(worker), copy.deepcopy(worker)]
     local = values(one.update(exp, obj, denominator))  # micro-batches of 3, 3 and 2 rows
-    plan = plans.train("update", 2, exp, obj, denominator)  # two shards of 4 rows: 3 + 1 each
+    plan = scatter("train", "update", 2, True, exp, obj, denominator)  # two shards of 4 rows: 3 + 1 each
     split = values(plan.gather([w.update(*p.args[1:]) for w, p in zip(two, plan.parts, strict=True)]))
     for got in (local, split):
         for key in KEYS:

@@ -4,12 +4,22 @@ Every estimator is ``fn(inp: AdvantageInput) -> (advantages, returns)``, both ``
 zero on positions where ``mask`` is false, and free of autograd history. Group estimators take
 ``group_ids`` (samples of one prompt share an id; groups may have any size and need not be
 contiguous) and are vectorised with ``torch.unique(return_inverse=True)`` + ``index_add``.
+
+A registry entry (:class:`Estimator`) says what the rest of a run must provide: a critic (``gae``),
+groups of samples per prompt, one reward per sequence. The run's roles and checks follow from it.
+
+**A group of one sample** has nothing to compare with, so its group baseline is the sample itself:
+its group-relative reward is 0. ``grpo``, ``dr_grpo`` and ``rloo`` give it advantage 0 (no
+gradient); ``reinforce_pp_baseline`` gives it 0 before the batch normalisation. Runs never form such
+groups (``--rollout.n_samples_per_prompt`` must be at least 2 for a group estimator, and dynamic
+sampling keeps whole groups); the rule covers direct calls.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +62,7 @@ class AdvantageInput:
             raise ValueError(f"group_ids must be (batch,); got {tuple(self.group_ids.shape)}")
 
 
-Estimator = Callable[[AdvantageInput], tuple[Tensor, Tensor]]
+EstimatorFn = Callable[[AdvantageInput], tuple[Tensor, Tensor]]
 
 
 def _float(x: Tensor) -> Tensor:
@@ -109,7 +119,7 @@ def _masked_reverse_scan(x: Tensor, m: Tensor, coef: float) -> Tensor:
     return torch.where(m, torch.zeros_like(x).scatter(-1, order, scanned), 0.0)
 
 
-def _whiten(x: Tensor, mask: Tensor, eps: float) -> Tensor:
+def whiten(x: Tensor, mask: Tensor, eps: float = 1e-6) -> Tensor:
     """(x - mean) / (std + eps) with mean and population std over all masked tokens of the batch."""
     mean = masked_mean(x, mask)
     std = masked_mean((x - mean).square(), mask).sqrt()
@@ -218,10 +228,10 @@ def _reinforce_pp(inp: AdvantageInput, rewards: Tensor) -> tuple[Tensor, Tensor]
     """Return-to-go of the token rewards, then whitened over all masked tokens of the batch."""
     m = inp.mask.bool()
     returns = _masked_reverse_scan(_token_level_rewards(rewards, m, inp.token_rewards), m, inp.gamma)
-    return _whiten(returns, inp.mask, inp.eps), returns
+    return whiten(returns, inp.mask, inp.eps), returns
 
 
-def reinforce(inp: AdvantageInput) -> tuple[Tensor, Tensor]:
+def reinforce_pp(inp: AdvantageInput) -> tuple[Tensor, Tensor]:
     """REINFORCE++ (Hu et al. 2025, arXiv:2501.03262 v9, Sec. 3), for token-level rewards.
 
     Token rewards (sequence reward on the last masked token + ``token_rewards``, e.g. the per-token
@@ -232,20 +242,34 @@ def reinforce(inp: AdvantageInput) -> tuple[Tensor, Tensor]:
     return _reinforce_pp(inp, _float(inp.rewards))
 
 
-def reinforce_baseline(inp: AdvantageInput) -> tuple[Tensor, Tensor]:
+def reinforce_pp_baseline(inp: AdvantageInput) -> tuple[Tensor, Tensor]:
     """REINFORCE++ w/ baseline (Hu et al. 2025, arXiv:2501.03262 v9, Sec. 3): the sequence reward
-    minus its group mean, then exactly :func:`reinforce` (token rewards, return-to-go, global
+    minus its group mean, then exactly :func:`reinforce_pp` (token rewards, return-to-go, global
     normalisation). ``returns`` = the return-to-go before normalisation."""
     r = _float(inp.rewards)
-    mean, _, _ = _group_stats(r, inp.group_ids, "reinforce_baseline")
+    mean, _, _ = _group_stats(r, inp.group_ids, "reinforce_pp_baseline")
     return _reinforce_pp(inp, r - mean)
 
 
+@dataclass(frozen=True)
+class Estimator:
+    """A registry entry: the estimator and what it needs from the run."""
+
+    fn: EstimatorFn
+    critic: bool = False  # reads a critic's values: the run has a critic role
+    grouped: bool = False  # compares the samples of one prompt: needs group_ids and several samples each
+    sequence_reward: bool = False  # sees one reward per sequence: a per-token reward (the KL penalty) is summed into it
+
+    def __call__(self, inp: AdvantageInput) -> tuple[Tensor, Tensor]:
+        return self.fn(inp)
+
+
 ADVANTAGE_ESTIMATORS: dict[str, Estimator] = {
-    "gae": gae,
-    "grpo": grpo,
-    "dr_grpo": dr_grpo,
-    "rloo": rloo,
-    "reinforce": reinforce,
-    "reinforce_baseline": reinforce_baseline,
+    "gae": Estimator(gae, critic=True),
+    "grpo": Estimator(grpo, grouped=True, sequence_reward=True),
+    "dr_grpo": Estimator(dr_grpo, grouped=True, sequence_reward=True),
+    "rloo": Estimator(rloo, grouped=True, sequence_reward=True),
+    "reinforce_pp": Estimator(reinforce_pp),
+    "reinforce_pp_baseline": Estimator(reinforce_pp_baseline, grouped=True),
 }
+EstimatorName = Literal[tuple(ADVANTAGE_ESTIMATORS)]  # type: ignore[valid-type]  # the registry's keys

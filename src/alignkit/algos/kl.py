@@ -11,12 +11,13 @@ with samples drawn from the policy and ``x = ref_logp - logp`` (the log of ``r =
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor
 
-KL_KINDS: tuple[str, ...] = ("k1", "k2", "k3")
+KLKind = Literal["k1", "k2", "k3"]
+KL_KINDS: tuple[str, ...] = get_args(KLKind)
 
 
 def kl_estimate(logp: Tensor, ref_logp: Tensor, kind: str = "k3", clamp: float | None = None) -> Tensor:
@@ -38,6 +39,22 @@ def kl_estimate(logp: Tensor, ref_logp: Tensor, kind: str = "k3", clamp: float |
         # expm1 keeps the small-x case accurate: exp(x) - 1 - x loses digits near 0 in float32.
         return torch.expm1(x) - x
     raise ValueError(f"unknown KL estimator {kind!r}; choose one of {KL_KINDS}")
+
+
+# Where the log-ratio is cut before a bounded estimate (as verl does): k3's exp stays finite, so its
+# gradient is never 0 * inf, and every estimate there is beyond a sensible bound (k1 20, k2 200, k3 5e8).
+_LOG_RATIO_LIMIT = 20.0
+
+
+def kl_penalty(logp: Tensor, ref_logp: Tensor, kind: str = "k3", bound: float | None = None) -> Tensor:
+    """The per-token KL estimate a run penalises (in the loss or in the reward): :func:`kl_estimate`
+    clamped to ``[-bound, bound]``, as verl bounds its k3 ("low_var_kl") to +-10 and OpenRLHF clamps
+    its log-ratio; ``None`` leaves it unbounded. A token far from the reference then weighs ``bound``
+    and passes no gradient, instead of one k3 term of ``e^x`` dominating a whole batch. The log-ratio
+    is cut at +-20 first (so a bound above 20 acts as 20 for k1). Shapes as :func:`kl_estimate`."""
+    if bound is None:
+        return kl_estimate(logp, ref_logp, kind)
+    return kl_estimate(logp, ref_logp, kind, clamp=_LOG_RATIO_LIMIT).clamp(-bound, bound)
 
 
 @dataclass

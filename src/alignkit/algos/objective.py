@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from alignkit.algos.aggregate import AggMode, LossSum, loss_sum, token_mean
-from alignkit.algos.kl import kl_estimate
+from alignkit.algos.kl import kl_penalty
 from alignkit.algos.losses.policy import policy_loss
 from alignkit.algos.losses.value import value_loss
 from alignkit.algos.metric import Metric
@@ -34,6 +34,7 @@ class PolicyObjective:
     max_len: int = 1  # the constant of seq_mean_token_sum_norm: the longest response
     kl_coef: float = 0.0  # in the loss; 0 when the KL goes into the reward instead
     kl_estimator: str = "k3"
+    kl_clamp: float | None = None  # bound of each token's KL estimate (kl.kl_penalty)
     entropy_coef: float = 0.0
 
 
@@ -70,7 +71,7 @@ def policy_objective(
     pg_tok, metrics = policy_loss(obj.loss, logp, old, advantages, mask, obj.clip_low, obj.clip_high, obj.dual_clip)
     parts = {"pg_loss": pg_tok if is_weight is None else pg_tok * is_weight}
     if ref_logp is not None:
-        kl_tok = kl_estimate(logp, ref_logp, obj.kl_estimator)
+        kl_tok = kl_penalty(logp, ref_logp, obj.kl_estimator, obj.kl_clamp)
         metrics["kl"] = token_mean(kl_tok.detach(), mask)
         if obj.kl_coef:
             parts["kl_loss"] = obj.kl_coef * kl_tok

@@ -29,23 +29,6 @@ def clip_rewards(rewards: Tensor, lo: float, hi: float) -> Tensor:
     return rewards.clamp(min=lo, max=hi)
 
 
-def normalize_rewards(
-    rewards: Tensor,
-    mean: float | Tensor | None = None,
-    std: float | Tensor | None = None,
-    eps: float = 1e-6,
-) -> Tensor:
-    """``(r - mean) / (std + eps)``. ``(batch,)``.
-
-    ``mean`` / ``std`` are e.g. running statistics of the reward model; ``None`` uses this batch's
-    mean / population std (so a batch of one gives 0, not nan).
-    """
-    r = rewards.float() if not rewards.is_floating_point() else rewards
-    mean = r.mean() if mean is None else mean
-    std = r.std(unbiased=False) if std is None else std
-    return (r - mean) / (std + eps)
-
-
 def informative_groups(rewards: Tensor, group_ids: Tensor) -> Tensor:
     """``(batch,)`` bool: False for samples whose group's rewards are all equal (a group of one too).
 

@@ -1,8 +1,9 @@
 """Command line + YAML -> a frozen config dataclass, through jsonargparse.
 
 jsonargparse does the parsing (YAML via --config, dotted overrides, types, --help from the field
-docstrings). This module adds what users of the field expect on top: an unknown key names the
-closest valid one, a list flag takes several values (`--data.train_files a.jsonl b.jsonl`), and a
+docstrings; a choice field is a `Literal`, which the parser checks and --help lists). This module adds
+what users of the field expect on top: an unknown key names the closest valid one, a bad choice names
+the flag and its choices, a list flag takes several values (`--data.train_files a.jsonl b.jsonl`), and a
 bare `--resume` means "the newest checkpoint".
 """
 
@@ -13,6 +14,7 @@ import dataclasses
 import difflib
 import json
 import keyword
+import re
 import types
 import typing
 from pathlib import Path
@@ -155,6 +157,28 @@ def expand_preset(argv: list[str]) -> list[str]:
     return ["--config", str(PRESETS_DIR / f"{name}.yaml")] + argv[:i] + argv[i + 2 :]
 
 
+def _choices(hint: Any) -> tuple | None:
+    """The values of a Literal field (or an optional one), else None."""
+    if typing.get_origin(hint) is typing.Literal:
+        return typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            if typing.get_origin(arg) is typing.Literal:
+                return typing.get_args(arg)
+    return None
+
+
+def _parse_error(e: argparse.ArgumentError, fields: dict[str, Any]) -> ConfigError:
+    """jsonargparse's error as one line; for a choice field: the flag, its choices and the value given."""
+    text = " ".join(str(e).split())
+    key = re.match(r'Parser key "([^"]+)"', text)
+    given = re.search(r"(?:Got|Given) value: (.*)$", text)
+    choices = _choices(fields.get(key.group(1))) if key else None
+    if choices and given:
+        return ConfigError(f"--{key.group(1)} must be one of {', '.join(map(str, choices))}, got '{given.group(1)}'")
+    return ConfigError(text)
+
+
 def parse_config(cls: type[T], argv: list[str], prog: str, description: str | None = None) -> T:
     """Parse `argv` (YAML via --config, then dotted overrides) into a frozen `cls`."""
     fields = flat_fields(cls)
@@ -166,7 +190,7 @@ def parse_config(cls: type[T], argv: list[str], prog: str, description: str | No
     try:
         ns = parser.parse_args(argv)
     except argparse.ArgumentError as e:
-        raise ConfigError(" ".join(str(e).split())) from None
+        raise _parse_error(e, fields) from None
     ns = parser.instantiate(ns)
     top = {f.name: ns[f.name] for f in dataclasses.fields(cls)}
     return cls(**top)

@@ -4,7 +4,12 @@ KL placement and whether a critic exists (see config/presets/ for PPO, GRPO, DAP
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
+from alignkit.algos.advantages import EstimatorName
+from alignkit.algos.aggregate import AggMode
+from alignkit.algos.kl import KLKind
+from alignkit.algos.losses.policy import PolicyLossName
 from alignkit.config.reward import RewardConfig
 from alignkit.config.rollout import RolloutConfig
 from alignkit.config.schema import DataConfig, ModelConfig, RefConfig, RunConfig
@@ -14,9 +19,9 @@ from alignkit.config.schema import DataConfig, ModelConfig, RefConfig, RunConfig
 class AlgoConfig:
     """The algorithm: estimator, losses, KL, and the shaping of rewards and batches."""
 
-    advantage: str = "grpo"
-    """Advantage estimator: gae (PPO, needs a critic), grpo, dr_grpo, rloo, reinforce (REINFORCE++), reinforce_baseline."""
-    policy_loss: str = "ppo"
+    advantage: EstimatorName = "grpo"
+    """Advantage estimator: gae (PPO, needs a critic), grpo, dr_grpo, rloo, reinforce_pp (REINFORCE++), reinforce_pp_baseline."""
+    policy_loss: PolicyLossName = "ppo"
     """Policy loss: ppo (clipped surrogate, token ratios) or gspo (sequence-level ratio)."""
     clip_low: float = 0.2
     """Lower clip range epsilon_low: the ratio is clipped at 1 - clip_low."""
@@ -24,18 +29,22 @@ class AlgoConfig:
     """Upper clip range epsilon_high (DAPO clip-higher: 0.28)."""
     dual_clip: float | None = None
     """Dual-clip constant c > 1 bounding the loss of negative-advantage tokens; None disables."""
-    loss_agg: str = "seq_mean_token_mean"
+    loss_agg: AggMode = "seq_mean_token_mean"
     """Loss aggregation: token_mean (DAPO), seq_mean_token_mean (GRPO), seq_mean_token_sum_norm (Dr.GRPO)."""
     gamma: float = 1.0
-    """Discount factor (gae, reinforce)."""
+    """Discount factor (gae, reinforce_pp, reinforce_pp_baseline)."""
     lam: float = 0.95
     """GAE lambda."""
+    whiten_advantages: bool = False
+    """Whiten the advantages over the batch's response tokens (zero mean, unit std), as verl and OpenRLHF do for GAE (the ppo preset)."""
     kl_coef: float = 0.0
     """KL coefficient to the reference; 0 loads no reference model."""
-    kl_estimator: str = "k3"
+    kl_estimator: KLKind = "k3"
     """KL estimator: k1, k2 or k3 (Schulman's approximations)."""
     kl_in_reward: bool = False
     """Put the KL penalty into the per-token reward (PPO-RLHF) instead of the loss (GRPO)."""
+    kl_clamp: float | None = 10.0
+    """Bound each token's KL estimate to [-kl_clamp, kl_clamp] (verl bounds k3 to +-10): a token far from the reference cannot dominate; None: unbounded."""
     kl_target: float | None = None
     """Adaptive KL: steer the measured KL to this target (Ziegler et al.); None keeps kl_coef fixed."""
     kl_horizon: int = 10000
@@ -58,6 +67,14 @@ class AlgoConfig:
     """DAPO overlong shaping: responses within this many tokens of max_new_tokens are penalised linearly (0 disables)."""
     overlong_penalty: float = 1.0
     """Penalty at the length limit for overlong shaping."""
+
+    @property
+    def kl_placement(self) -> Literal["none", "reward", "loss"]:
+        """Where the KL to the reference goes: nowhere (kl_coef 0: no reference model is loaded), into
+        the per-token reward (PPO-RLHF), or into the loss (GRPO). The one place that decides it."""
+        if self.kl_coef <= 0:
+            return "none"
+        return "reward" if self.kl_in_reward else "loss"
 
 
 @dataclass(frozen=True)
@@ -116,7 +133,7 @@ class RejectionSamplingConfig:
     """Rewards."""
     output: str = "data/best_of_n.jsonl"
     """Output JSON-lines file."""
-    mode: str = "sft"
+    mode: Literal["sft", "pairs"] = "sft"
     """sft: {prompt, response, reward} of the best sample; pairs: {prompt, chosen, rejected} best vs worst."""
     min_reward: float | None = None
     """Skip prompts whose best reward is below this."""

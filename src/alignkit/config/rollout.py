@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from alignkit.config.sampling import SamplingParams
 
@@ -23,7 +24,7 @@ class RolloutConfig:
     """Longest response in tokens; a response cut here ends with finish_reason 'length'."""
     stop: list[str] = field(default_factory=list)
     """Stop strings: a response ends once its text contains one (the string is kept)."""
-    engine: str = "hf"
+    engine: Literal["hf", "vllm"] = "hf"
     """Generation engine: hf (torch, CPU or GPU) or vllm (CUDA GPUs; pip install 'alignkit[vllm]')."""
     tensor_parallel_size: int = 1
     """With --rollout.engine vllm: GPUs each engine replica spreads the model over (tensor parallel)."""

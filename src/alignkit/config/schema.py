@@ -8,6 +8,9 @@ examples override what a tiny model needs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
+
+from alignkit.algos.losses.reward import BTForm
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class ModelConfig:
     """Local Hugging Face model folder (config.json + weights); its tokenizer is loaded from it too."""
     tokenizer_path: str = ""
     """Tokenizer folder when it differs from model.path."""
-    dtype: str = "float32"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Parameter dtype: float32, bfloat16 or float16."""
     attn_implementation: str = "sdpa"
     """Attention kernel passed to transformers: sdpa, eager or flash_attention_2."""
@@ -92,7 +95,7 @@ class TrainConfig:
     epochs: int = 1
     """Passes over the training data when max_steps is 0."""
     batch_size: int = 16
-    """Samples (pairs for reward models) per optimizer step."""
+    """Per optimizer step: samples (sft), pairs (rm, dpo), records (kto), prompts (rl: each sampled n times)."""
     micro_batch_size: int = 4
     """Samples per forward/backward; batch_size / micro_batch_size steps of gradient accumulation."""
     lr: float = 2e-5
@@ -110,7 +113,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     """Clip the global gradient norm to this (0 disables)."""
     eval_steps: int = 0
-    """Evaluate every N steps (and at the end); 0 evaluates only at the end when there is eval data."""
+    """Evaluate every N steps (and at the end); 0 evaluates only at the end when there is eval data (rl: --eval.steps)."""
     device: str = "auto"
     """cpu, cuda, cuda:N, or auto (cuda when available)."""
 
@@ -137,7 +140,7 @@ class LoggingConfig:
     """Also log to Weights & Biases (pip install alignkit[wandb])."""
     wandb_project: str = "alignkit"
     """Weights & Biases project."""
-    wandb_mode: str = "offline"
+    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
     """Weights & Biases mode: offline, online or disabled."""
     progress: bool = True
     """Show a progress bar on a terminal."""
@@ -147,7 +150,7 @@ class LoggingConfig:
 class RewardModelOptions:
     """Reward-model objective."""
 
-    loss: str = "sigmoid"
+    loss: BTForm = "sigmoid"
     """Bradley-Terry form: sigmoid (-log sigmoid(r_c - r_r - m)) or logexp (log(1 + exp(r_r - r_c + m)))."""
     use_margin: bool = False
     """Subtract each pair's margin field inside the loss (Llama 2 reward model)."""
@@ -155,11 +158,14 @@ class RewardModelOptions:
     """Save reward mean/std over the training responses with the model, for normalised scoring."""
 
 
+SHARDED_BACKENDS = ("fsdp2", "deepspeed")
+
+
 @dataclass(frozen=True)
 class BackendConfig:
     """How a trained model is sharded across its workers and stepped."""
 
-    backend: str = "torch"
+    backend: Literal["torch", "fsdp2", "deepspeed"] = "torch"
     """Training backend: torch (one process), fsdp2 (fully_shard over the role's workers), deepspeed (ZeRO; optional extra)."""
     num_workers: int = 1
     """Data-parallel workers of the role (processes; Ray actors with --executor ray)."""
@@ -168,6 +174,12 @@ class BackendConfig:
     offload: bool = False
     """Offload optimizer states (and, for ZeRO-3 / FSDP2, parameters) to CPU memory."""
 
+    @property
+    def sharded(self) -> bool:
+        """Whether the backend shards the model over a process group of its workers (fsdp2, deepspeed),
+        rather than training one copy in one process (torch)."""
+        return self.backend in SHARDED_BACKENDS
+
 
 @dataclass(frozen=True)
 class RayConfig:
@@ -175,7 +187,7 @@ class RayConfig:
 
     address: str = ""
     """Ray cluster to join ('auto' for the running one); empty starts a local Ray instance."""
-    placement: str = "colocated"
+    placement: Literal["colocated", "separate"] = "colocated"
     """colocated: roles share bundles and take turns; separate: each role gets its own bundles."""
     bundles: dict[str, list[int]] = field(default_factory=dict)
     """Explicit role -> bundle indices mapping (e.g. from `alignkit plan --output`); overrides placement."""
@@ -211,7 +223,7 @@ class RunConfig:
     """Resume: 'latest' (or a bare --resume) takes the newest checkpoint in output_dir; a path takes that one."""
     policy: BackendConfig = field(default_factory=BackendConfig)
     """Training backend of the trained model (the policy in RL)."""
-    executor: str = "local"
+    executor: Literal["local", "ray"] = "local"
     """Where roles run: local (one process) or ray (Ray actor groups)."""
     ray: RayConfig = field(default_factory=RayConfig)
     """Ray executor settings (--executor ray)."""
@@ -270,7 +282,7 @@ class DPOConfig(RunConfig):
 
     output_dir: str = "runs/dpo"
     """Run directory: config.yaml, metrics.jsonl, checkpoints/, final/."""
-    loss: str = "dpo"
+    loss: Literal["dpo", "cdpo", "rpo", "ipo", "simpo", "orpo"] = "dpo"
     """dpo, cdpo (label smoothing), ipo, simpo (reference-free), orpo (reference-free), rpo (dpo + NLL)."""
     dpo: DPOOptions = field(default_factory=DPOOptions)
     """Loss hyper-parameters."""
@@ -330,9 +342,9 @@ class TinyModelConfig:
 class SynthConfig:
     """Write a synthetic verifiable task as JSON lines."""
 
-    task: str = "arithmetic"
+    task: Literal["arithmetic", "sort", "reverse"] = "arithmetic"
     """arithmetic (a+b=), sort (sort digits) or reverse (reverse letters)."""
-    kind: str = "sft"
+    kind: Literal["sft", "prompt", "pair", "unpaired"] = "sft"
     """sft (prompt, response), prompt (prompt, label), pair (prompt, chosen, rejected) or unpaired (prompt, completion, label)."""
     n: int = 1000
     """Number of records."""

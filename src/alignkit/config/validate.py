@@ -5,9 +5,6 @@ from __future__ import annotations
 from alignkit.config.schema import RunConfig
 from alignkit.errors import ConfigError
 
-DTYPES = ("float32", "bfloat16", "float16")
-EXECUTORS = ("local", "ray")
-
 
 def validate_run(cfg: RunConfig, accumulation: bool = True) -> None:
     """Checks shared by every training command. `accumulation`: batch_size counts the same things as
@@ -17,8 +14,6 @@ def validate_run(cfg: RunConfig, accumulation: bool = True) -> None:
         raise ConfigError("--model.path is required: a local Hugging Face model folder")
     if not d.train_files:
         raise ConfigError("--data.train_files is required: one or more data files")
-    if cfg.model.dtype not in DTYPES:
-        raise ConfigError(f"--model.dtype must be one of {', '.join(DTYPES)}, got '{cfg.model.dtype}'")
     if t.batch_size < 1 or t.micro_batch_size < 1:
         raise ConfigError("--train.batch_size and --train.micro_batch_size must be at least 1")
     if accumulation and t.batch_size % t.micro_batch_size:
@@ -47,14 +42,12 @@ def validate_run(cfg: RunConfig, accumulation: bool = True) -> None:
 
 def validate_executor(cfg: RunConfig) -> None:
     """--executor and the trained model's workers on the Ray executor, for every training command."""
-    if cfg.executor not in EXECUTORS:
-        raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got '{cfg.executor}'")
     n = cfg.policy.num_workers
     if n < 1:
         raise ConfigError(f"--policy.num_workers must be at least 1, got {n}")
     if cfg.executor != "ray":
         return
-    if n > 1 and cfg.policy.backend == "torch":
+    if n > 1 and not cfg.policy.sharded:
         raise ConfigError(f"--policy.num_workers {n} needs a sharded backend "
                           "(--policy.backend fsdp2 or deepspeed): --policy.backend torch trains one copy")
     if cfg.ray.call_timeout_s <= 0:

@@ -8,7 +8,7 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class Call:
+class RoleCall:
     role: Any  # a worker (local) or a role group (ray)
     method: str
     args: tuple = ()

@@ -6,12 +6,15 @@ from typing import Any
 
 from alignkit.config.rl import RLConfig
 from alignkit.orchestration.local import LocalExecutor
+from alignkit.orchestration.roles import Role
+from alignkit.rollout.engines import ENGINES
 
 
-def build_executor(cfg: RLConfig) -> Any:
+def build_executor(cfg: RLConfig, roles: dict[str, Role]) -> Any:
+    """The executor of `cfg` for the controller's `roles`."""
     if cfg.executor == "ray":
         from alignkit.orchestration.ray.executor import RayExecutor  # Ray is imported only when asked for
 
-        return RayExecutor(cfg)
-    # The vLLM engine holds its GPU memory between calls; the HF engine frees its KV cache by itself.
-    return LocalExecutor(sleeping_rollout=cfg.rollout.engine == "vllm")
+        return RayExecutor(cfg, roles)
+    # Everything shares one device: an engine that holds its memory between calls gives it back.
+    return LocalExecutor(roles, rollout_sleeps=ENGINES[cfg.rollout.engine].holds_memory)

@@ -9,28 +9,36 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from alignkit.orchestration.calls import Call
-from alignkit.orchestration.colocate import SleepingRollout
+from alignkit.orchestration.calls import RoleCall
+from alignkit.orchestration.roles import Role
 
 T = TypeVar("T")
 
 
 class LocalExecutor:
-    def __init__(self, sleeping_rollout: bool = False):
-        """`sleeping_rollout`: the rollout engine shares the GPU with the trainers (the vLLM engine),
-        so it frees its memory while they run."""
-        self.sleeping_rollout = sleeping_rollout
+    def __init__(self, roles: dict[str, Role], rollout_sleeps: bool = False):
+        """`roles`: the controller's roles. `rollout_sleeps`: the rollout engine keeps its memory between
+        calls (the vLLM engine) and shares the one device with the trainers, so it frees it while they run."""
+        self.roles, self._rollout_sleeps = roles, rollout_sleeps
+        self.workers: dict[str, Any] = {}
 
     def create(self, role: str, cls: type[T], *args: Any) -> T:
         worker = cls(*args)
-        if role == "rollout" and self.sleeping_rollout:
-            return SleepingRollout(worker)  # type: ignore[return-value]
+        self.workers[role] = worker
         return worker
 
     def ready(self) -> None:
         """Every role is built as it is created."""
 
-    def run(self, calls: list[Call]) -> list[Any]:
+    def rollout_sleeps(self) -> bool:
+        return self._rollout_sleeps
+
+    def sync_weights(self) -> None:
+        """The policy's current weights into the rollout engine: an iterator over the same process's
+        tensors, copied by the engine as it reads them."""
+        self.workers["rollout"].load_weights(self.workers["policy"].weights())
+
+    def run(self, calls: list[RoleCall]) -> list[Any]:
         """Independent calls, one after the other in the order given."""
         return [c() for c in calls]
 

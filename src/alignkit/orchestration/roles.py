@@ -1,6 +1,47 @@
-"""The roles of an online-RL run: the units the executors place and the planner plans for."""
+"""The roles of an online-RL run: the units the executors place and the planner plans for.
+
+`roles(cfg)` is the one place that says which roles a run has and how many workers each gets; the
+controller creates exactly these, the executors place them, the planner costs them. What decides a
+role is a fact of a registry entry or of the config, never a comparison of names: a critic exists
+when the advantage estimator reads values, a reference when the KL goes somewhere. A new role (a
+distillation teacher) is a name here and a line in `roles`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+from alignkit.algos.advantages import ADVANTAGE_ESTIMATORS
+
 ROLE_NAMES = ("policy", "critic", "reference", "reward", "rollout")
 """Every role an online-RL run can have (a plan's and `--ray.bundles`' keys)."""
+
+
+@dataclass(frozen=True)
+class Role:
+    """How a role runs: its workers, and what the executors and the planner must know about it."""
+
+    workers: int = 1
+    trained: bool = False  # an optimizer and a backend (--policy.backend): sharded backends form a process group
+    model: bool = True  # holds a model on a device; False (a rule, function or HTTP reward): a plan may leave it out
+
+
+def roles(cfg: Any) -> dict[str, Role]:
+    """The roles of the online-RL run configured by `cfg` (an RLConfig), in the order they are built."""
+    a, dp = cfg.algo, cfg.policy.num_workers
+    out = {
+        "policy": Role(dp, trained=True),
+        "rollout": Role(cfg.rollout.num_workers),
+        "reward": Role(model=bool(cfg.reward.model_path)),
+    }
+    if a.kl_placement != "none":
+        out["reference"] = Role()
+    if ADVANTAGE_ESTIMATORS[a.advantage].critic:
+        out["critic"] = Role(dp, trained=True)
+    return out
+
+
+def trained_role(workers: int) -> dict[str, Role]:
+    """The one role of a supervised run: its trained model, as "policy"."""
+    return {"policy": Role(workers, trained=True)}

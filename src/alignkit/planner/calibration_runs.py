@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alignkit.errors import AlignkitError, ConfigError
+from alignkit.orchestration.roles import roles
 from alignkit.planner.accuracy import Comparison
 from alignkit.planner.calibrate import predict_step_time
 from alignkit.planner.efficiency import Efficiency
@@ -86,12 +87,12 @@ def measured_step_time(run_dir: str | Path) -> float:
 
 def predicted_step_time(cfg, eff: Efficiency, prompt_len: int, device: DeviceKind | None = None) -> float:
     """The cost model's seconds per step of the `alignkit rl` run configured by ``cfg`` (RLConfig)."""
-    a, r = cfg.algo, cfg.rollout
+    a, r, run_roles = cfg.algo, cfg.rollout, roles(cfg)
     workload = Workload(cfg.train.batch_size, prompt_len, r.max_new_tokens, r.n_samples_per_prompt,
                         a.mini_batches, a.ppo_epochs)  # fmt: skip
     return predict_step_time(
-        cfg.model.path, workload, eff, device=device, algo="ppo" if a.advantage == "gae" else "grpo",
-        reference=a.kl_coef > 0, reward_model=bool(cfg.reward.model_path),
+        cfg.model.path, workload, eff, device=device, algo="ppo" if "critic" in run_roles else "grpo",
+        reference="reference" in run_roles, reward_model=run_roles["reward"].model,
     )  # fmt: skip
 
 

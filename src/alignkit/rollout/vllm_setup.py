@@ -6,11 +6,12 @@ vLLM is imported here and in the engine only, so that nothing else needs it (or 
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from alignkit.errors import AlignkitError
+from alignkit.errors import AlignkitError, ConfigError
 
 # The API used (LLM.sleep/wake_up/reset_prefix_cache/collective_rpc, worker_extension_cls,
 # logprobs_mode="processed_logprobs", StatelessProcessGroup, PyNcclCommunicator) was read in the
@@ -47,3 +48,18 @@ def import_vllm() -> ModuleType:
         ) from None
     check_version(vllm.__version__)
     return vllm
+
+
+def check_settings(cfg: Any) -> None:
+    """`--rollout.engine vllm`'s settings in an RL config, and whether vLLM is installed in a supported
+    version: before any model is loaded."""
+    r = cfg.rollout
+    if r.tensor_parallel_size < 1:
+        raise ConfigError(f"--rollout.tensor_parallel_size must be at least 1, got {r.tensor_parallel_size}")
+    if not 0 < r.gpu_memory_utilization <= 1:
+        raise ConfigError(f"--rollout.gpu_memory_utilization must be in (0, 1], got {r.gpu_memory_utilization}")
+    gpus = cfg.ray.gpus_per_worker
+    if cfg.executor == "ray" and 0 < gpus < r.tensor_parallel_size:
+        raise ConfigError(f"--rollout.tensor_parallel_size {r.tensor_parallel_size} needs as many GPUs per rollout "
+                          f"worker; --ray.gpus_per_worker is {gpus:g}")
+    import_vllm()

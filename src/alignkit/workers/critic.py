@@ -13,6 +13,7 @@ from alignkit.config.rl import RLConfig
 from alignkit.config.schema import LoraConfig, ModelConfig
 from alignkit.models.forward import token_values
 from alignkit.models.load import load_reward_model, load_tokenizer, resolve_device
+from alignkit.workers.dispatch import dispatch
 from alignkit.workers.experience import Experience
 from alignkit.workers.forward_utils import gather, micro_batches, per_token
 from alignkit.workers.trained import TrainedRole, step_metrics
@@ -32,11 +33,13 @@ class CriticWorker(TrainedRole):
     def _values(self, model, mb: Experience) -> torch.Tensor:
         return per_token(mb, lambda packed: token_values(model, packed), self.pad_id, self.device)
 
+    @dispatch("rows")
     @torch.no_grad()
     def values(self, exp: Experience) -> torch.Tensor:
         self.model.eval()
         return gather(exp, lambda mb: self._values(self.model, mb), self.cfg.train.micro_batch_size)
 
+    @dispatch("train")
     def update(self, exp: Experience, obj: ValueObjective, denominator: float) -> dict[str, Metric]:
         """One optimizer step; `denominator` and the metrics as in `PolicyWorker.update`."""
         parts = []

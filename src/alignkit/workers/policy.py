@@ -14,6 +14,7 @@ from alignkit.checkpoint.export import export_trained
 from alignkit.config.rl import RLConfig
 from alignkit.models.forward import causal_forward
 from alignkit.models.load import load_causal_lm, load_tokenizer, resolve_device
+from alignkit.workers.dispatch import dispatch
 from alignkit.workers.experience import Experience
 from alignkit.workers.forward_utils import gather, micro_batches, per_token
 from alignkit.workers.trained import TrainedRole, step_metrics
@@ -40,12 +41,14 @@ class PolicyWorker(TrainedRole):
         return per_token(mb, lambda packed: causal_forward(model, packed, self.temperature, with_entropy, entropy_grad),
                          self.pad_id, self.device)
 
+    @dispatch("rows")
     @torch.no_grad()
     def logprobs(self, exp: Experience) -> torch.Tensor:
         """`(n, L)` log-probs of every token under the current policy (before this step's update)."""
         self.model.eval()
         return gather(exp, lambda mb: self._forward(self.model, mb, False)[0], self.cfg.train.micro_batch_size)
 
+    @dispatch("train")
     def update(self, exp: Experience, obj: PolicyObjective, denominator: float) -> dict[str, Metric]:
         """One optimizer step on the mini-batch `exp`, or on this worker's shard of it (data parallel),
         micro-batched. `denominator`: the whole mini-batch's count for `obj.agg` (`loss_count`), which
@@ -71,6 +74,7 @@ class PolicyWorker(TrainedRole):
         backend: collective, every worker of the role iterates)."""
         return self.backend.full_weights()
 
+    @dispatch("all")
     def export(self, path: str) -> None:
         """The final model in Hugging Face format (LoRA merged), with the tokenizer. Collective under a
         sharded backend: every worker gathers the full weights, the first writes them."""

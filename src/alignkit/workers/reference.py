@@ -8,6 +8,7 @@ from alignkit.config.rl import RLConfig
 from alignkit.models.forward import causal_forward
 from alignkit.models.load import load_tokenizer, resolve_device
 from alignkit.models.reference import load_frozen
+from alignkit.workers.dispatch import dispatch
 from alignkit.workers.experience import Experience
 from alignkit.workers.forward_utils import gather, per_token
 from alignkit.workers.policy import sampling_temperature
@@ -21,6 +22,7 @@ class ReferenceWorker:
         self.model = load_frozen(cfg.model, cfg.ref, self.device)
         self.temperature = sampling_temperature(cfg)
 
+    @dispatch("rows")
     @torch.no_grad()
     def logprobs(self, exp: Experience) -> torch.Tensor:
         def fn(mb: Experience) -> torch.Tensor:

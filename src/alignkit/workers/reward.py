@@ -7,11 +7,13 @@ from typing import Any
 from alignkit.config.rl import RLConfig
 from alignkit.rewards.base import RewardInput, RewardOutput
 from alignkit.rewards.registry import build_reward
+from alignkit.workers.dispatch import dispatch
 
 
 class RewardWorker:
     def __init__(self, cfg: RLConfig):
         self.fn = build_reward(cfg.reward)
 
+    @dispatch("samples")
     def score(self, prompts: list[str], responses: list[str], labels: list[Any]) -> RewardOutput:
         return self.fn(RewardInput(prompts, responses, labels))

@@ -9,6 +9,7 @@ import torch
 
 from alignkit.algos.metric import Metric, mean, merge_all
 from alignkit.checkpoint.state import check_weights
+from alignkit.workers.dispatch import dispatch
 
 
 @dataclass
@@ -47,8 +48,10 @@ class TrainedRole:
     model: torch.nn.Module
     backend: Any
 
+    @dispatch("all")
     def checkpoint_state(self) -> RoleState:
         return role_state(self.backend)
 
+    @dispatch("all")
     def load_checkpoint_state(self, state: RoleState) -> None:
         restore(self.backend, state)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from alignkit.algos.advantages import ADVANTAGE_ESTIMATORS, AdvantageInput, gae, gae_reference
+from alignkit.algos.advantages import ADVANTAGE_ESTIMATORS, AdvantageInput, gae, gae_reference, whiten
 
 F64 = torch.float64
 
@@ -15,7 +15,7 @@ def t(rows):
 
 
 def test_registry_names():
-    assert set(ADVANTAGE_ESTIMATORS) == {"gae", "grpo", "dr_grpo", "rloo", "reinforce", "reinforce_baseline"}
+    assert set(ADVANTAGE_ESTIMATORS) == {"gae", "grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline"}
 
 
 # ---------------------------------------------------------------- GAE
@@ -153,10 +153,10 @@ def test_rloo_equals_scaled_mean_difference_on_random_groups():
 
 
 def _token_rewards_for(name):
-    return 0.1 * torch.arange(24, dtype=F64).reshape(8, 3) if name == "reinforce_baseline" else None
+    return 0.1 * torch.arange(24, dtype=F64).reshape(8, 3) if name == "reinforce_pp_baseline" else None
 
 
-@pytest.mark.parametrize("name", ["grpo", "dr_grpo", "rloo", "reinforce_baseline"])
+@pytest.mark.parametrize("name", ["grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"])
 def test_group_estimators_ignore_group_order(name):
     """Contiguous and shuffled layouts of the same groups give the same (permuted) advantages."""
     fn = ADVANTAGE_ESTIMATORS[name]
@@ -175,7 +175,7 @@ def test_group_estimators_ignore_group_order(name):
         torch.testing.assert_close(a[order], b)
 
 
-@pytest.mark.parametrize("name", ["grpo", "dr_grpo", "rloo", "reinforce_baseline"])
+@pytest.mark.parametrize("name", ["grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"])
 def test_group_estimators_need_group_ids(name):
     with pytest.raises(ValueError, match="group_ids"):
         ADVANTAGE_ESTIMATORS[name](AdvantageInput(rewards=REWARDS, mask=MASK))
@@ -217,7 +217,7 @@ def test_reinforce_pp_hand_example():
         token_rewards=t([[-0.2, 0.0, -0.4], [0.0, -0.2, 9.0]]),
         gamma=0.5,
     )
-    adv, ret = ADVANTAGE_ESTIMATORS["reinforce"](inp)
+    adv, ret = ADVANTAGE_ESTIMATORS["reinforce_pp"](inp)
     g = [-0.05, 0.3, 0.6, -0.6, -1.2]
     w = _whiten(g)
     torch.testing.assert_close(ret, t([[g[0], g[1], g[2]], [g[3], g[4], 0.0]]))
@@ -234,7 +234,30 @@ def test_reinforce_baseline_hand_example():
         mask=torch.tensor([[1, 1], [1, 0], [1, 1], [0, 1]]),
         group_ids=torch.tensor([0, 0, 1, 1]),
     )
-    adv, ret = ADVANTAGE_ESTIMATORS["reinforce_baseline"](inp)
+    adv, ret = ADVANTAGE_ESTIMATORS["reinforce_pp_baseline"](inp)
     w = _whiten([0.5, 0.5, -0.5, 0.0, 0.0, 0.0])
     torch.testing.assert_close(ret, t([[0.5, 0.5], [-0.5, 0.0], [0.0, 0.0], [0.0, 0.0]]))
     torch.testing.assert_close(adv, t([[w[0], w[1]], [w[2], 0.0], [w[3], w[4]], [0.0, w[5]]]))
+
+
+def test_a_group_of_one_has_nothing_to_compare_with():
+    """The rule for a group of one sample (id 2 below, reward 7): its group-relative reward is 0, so grpo,
+    dr_grpo and rloo give it advantage 0 and reinforce_pp_baseline return 0 before normalising."""
+    grouped = [name for name, e in ADVANTAGE_ESTIMATORS.items() if e.grouped]
+    assert grouped == ["grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"]
+    inp = AdvantageInput(rewards=REWARDS, mask=MASK, group_ids=GROUP_IDS)
+    for name in grouped:
+        adv, ret = ADVANTAGE_ESTIMATORS[name](inp)
+        lone = ret if name == "reinforce_pp_baseline" else adv
+        assert lone[3].tolist() == [0.0, 0.0, 0.0], name
+
+
+def test_whiten_by_hand():
+    """--algo.whiten_advantages: (A - mean) / (population std + eps) over the masked tokens of the batch.
+
+    Masked values [1, 2, 3, 6]: mean 3, population variance (4 + 1 + 0 + 9) / 4 = 3.5; the 100 is unmasked.
+    """
+    a = t([[1.0, 2.0, 100.0], [3.0, 6.0, 100.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 0]])
+    s = math.sqrt(3.5) + 1e-6
+    torch.testing.assert_close(whiten(a, mask), t([[-2 / s, -1 / s, 0.0], [0.0, 3 / s, 0.0]]))

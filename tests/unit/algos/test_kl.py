@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from alignkit.algos.kl import AdaptiveKLController, FixedKLController, kl_estimate
+from alignkit.algos.kl import AdaptiveKLController, FixedKLController, kl_estimate, kl_penalty
 
 LOGP = torch.tensor([[-1.0, -2.0]], dtype=torch.float64)
 REF = torch.tensor([[-1.5, -0.5]], dtype=torch.float64)
@@ -36,6 +36,25 @@ def test_clamp_bounds_the_log_ratio():
     assert torch.isinf(kl_estimate(logp, ref, "k3")).all()
     clamped = kl_estimate(logp.double(), ref.double(), "k3", clamp=20.0)
     assert clamped.item() == pytest.approx(math.exp(20.0) - 20.0 - 1.0)
+
+
+def test_penalty_bound_by_hand():
+    """--algo.kl_clamp 10 (verl's bound of k3): estimates beyond +-10 become +-10 and pass no gradient.
+
+    x = ref - logp: k3 at x = 3 is e^3 - 3 - 1 = 16.09 -> 10; at x = 1, e - 2 = 0.718 (kept); k1 at
+    x = -12 is 12 -> 10, at x = 15 is -15 -> -10; k2 at x = 5 is 12.5 -> 10.
+    """
+    logp = torch.zeros(1, 2, dtype=torch.float64, requires_grad=True)
+    k3 = kl_penalty(logp, torch.tensor([[3.0, 1.0]], dtype=torch.float64), "k3", bound=10.0)
+    torch.testing.assert_close(k3, torch.tensor([[10.0, math.e - 2.0]], dtype=torch.float64))
+    k3.sum().backward()  # d k3 / d logp = 1 - e^x where unclamped
+    torch.testing.assert_close(logp.grad, torch.tensor([[0.0, 1.0 - math.e]], dtype=torch.float64))
+    k1 = kl_penalty(torch.zeros(1, 2), torch.tensor([[-12.0, 15.0]]), "k1", bound=10.0)
+    assert k1.tolist() == [[10.0, -10.0]]
+    assert kl_penalty(torch.zeros(1, 1), torch.tensor([[5.0]]), "k2", bound=10.0).item() == 10.0
+    huge = kl_penalty(torch.zeros(1, 1, requires_grad=True), torch.tensor([[200.0]]), "k3", bound=10.0)
+    assert huge.item() == 10.0  # exp(200) never formed: no inf, no nan gradient
+    assert kl_penalty(torch.zeros(1, 1), torch.tensor([[3.0]]), "k3", None).item() == pytest.approx(math.exp(3) - 4)
 
 
 def test_unknown_kind():

@@ -1,11 +1,9 @@
 """Reward shaping and the dynamic-sampling filter (alignkit.algos.shaping)."""
 
-import math
-
 import pytest
 import torch
 
-from alignkit.algos.shaping import clip_rewards, informative_groups, normalize_rewards, overlong_penalty
+from alignkit.algos.shaping import clip_rewards, informative_groups, overlong_penalty
 
 
 def test_overlong_penalty_hand_example():
@@ -24,16 +22,6 @@ def test_clip_rewards():
     torch.testing.assert_close(
         clip_rewards(torch.tensor([-9.0, 0.5, 9.0]), -1.0, 2.0), torch.tensor([-1.0, 0.5, 2.0])
     )
-
-
-def test_normalize_rewards():
-    """Given statistics, then batch ones: [1,2,3,4] has mean 2.5 and population std sqrt(1.25)."""
-    r = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
-    torch.testing.assert_close(normalize_rewards(r, mean=1.0, std=2.0, eps=0.0), (r - 1.0) / 2.0)
-    std = math.sqrt(1.25)
-    expected = torch.tensor([(v - 2.5) / (std + 1e-6) for v in (1.0, 2.0, 3.0, 4.0)], dtype=torch.float64)
-    torch.testing.assert_close(normalize_rewards(r), expected)
-    assert normalize_rewards(torch.tensor([3.0])).item() == 0.0
 
 
 def test_informative_groups():

@@ -8,8 +8,9 @@ from alignkit.algos.metric import maximum, mean, values
 from alignkit.config.sampling import SamplingParams
 from alignkit.config.schema import RayConfig
 from alignkit.errors import ConfigError
-from alignkit.orchestration.ray import dispatch, plans
+from alignkit.orchestration.ray import dispatch
 from alignkit.orchestration.ray.placement import plan_layout
+from alignkit.orchestration.ray.scatter import scatter
 from alignkit.rewards.base import RewardOutput
 from alignkit.rollout.base import Generation
 from alignkit.workers.experience import Experience
@@ -60,7 +61,7 @@ def test_padding_rows_add_nothing_to_the_loss():
 
 def test_sharded_forward_gets_equal_rows_and_drops_padding():
     exp = _exp([9, 3, 7, 4, 8])
-    plan = plans.rows(sharded=True)("logprobs", 2, exp)
+    plan = scatter("rows", "logprobs", 2, True, exp)
     shards = [p.args[1] for p in plan.parts]
     assert [s.n for s in shards] == [3, 3]
     out = plan.gather([s.input_ids.float() for s in shards])
@@ -86,7 +87,7 @@ def test_shard_and_gather_rows_restore_order():
 
 def test_generations_renumbered_prompt_major():
     prompts = [[1] * 5, [2], [3] * 4, [4] * 2]
-    plan = plans.generate("generate", 2, prompts, SamplingParams(n=2, seed=7))
+    plan = scatter("prompts", "generate", 2, False, prompts, SamplingParams(n=2, seed=7))
     calls = {p.worker: p.args for p in plan.parts}
     assert [len(p) for p in calls[0][1]] == [5, 1] and [len(p) for p in calls[1][1]] == [4, 2]
     assert calls[0][2].seed == 7 and calls[1][2].seed == 8  # workers do not share random numbers
@@ -102,7 +103,7 @@ def test_generations_renumbered_prompt_major():
 
 def test_rewards_back_in_order():
     prompts, responses = ["a", "b", "c"], ["xxxxxxxx", "y", "zz"]
-    plan = plans.score("score", 2, prompts, responses, [None] * 3)
+    plan = scatter("samples", "score", 2, False, prompts, responses, [None] * 3)
     outs = [RewardOutput(torch.tensor([float(ord(r[0])) for r in p.args[2]]),
                          {"len": torch.tensor([float(len(r)) for r in p.args[2]])}) for p in plan.parts]
     out = plan.gather(outs)
@@ -112,14 +113,14 @@ def test_rewards_back_in_order():
 
 def test_train_plan_passes_the_step_denominator_and_combines_metrics_by_their_reduction():
     exp = _exp([9, 3, 7, 4])
-    plan = plans.train("update", 2, exp, "obj", 21.0)
+    plan = scatter("train", "update", 2, True, exp, "obj", 21.0)
     assert [p.args[1].n for p in plan.parts] == [2, 2] and all(p.args[2:] == ("obj", 21.0) for p in plan.parts)
     m = plan.gather([
         {"loss": mean(0.25, 12.0), "ratio_max": maximum(1.5, 12.0), "grad_norm": mean(2.0, 1.0)},
         {"loss": mean(0.5, 9.0), "ratio_max": maximum(1.25, 9.0), "grad_norm": mean(2.0, 1.0)},
     ])
     assert values(m) == {"loss": pytest.approx((0.25 * 12 + 0.5 * 9) / 21), "ratio_max": 1.5, "grad_norm": 2.0}
-    one = plans.train("update", 1, exp, "obj", 21.0)
+    one = scatter("train", "update", 1, False, exp, "obj", 21.0)
     assert one.parts[0].args == ("update", exp, "obj", 21.0) and not one.parts[0].kwargs  # as a local call
 
 

@@ -9,7 +9,7 @@ from alignkit.config.rollout import RolloutConfig
 from alignkit.config.schema import RayConfig
 from alignkit.errors import ConfigError
 from alignkit.orchestration.ray.placement import plan_layout
-from alignkit.orchestration.ray.sync_gpu import Direct, DirectPolicy, IpcRollout, NcclRollout, gpu_transport
+from alignkit.orchestration.ray.sync_gpu import IpcSync, NcclSync, gpu_transport
 
 WORKERS = {"policy": 2, "rollout": 2, "reward": 1}
 
@@ -61,19 +61,14 @@ class Group:
             return [f"bucket{self.left}"] * len(self.actors) if self.left >= 0 else [None] * len(self.actors)
         return [None] * len(self.actors)
 
-    def generate(self):
-        return "generated"
-
-
-def test_policy_leaves_the_weights_to_the_rollout():
-    policy = DirectPolicy(Group([], "policy", 1))
-    assert policy.weights() == Direct() and policy.role == "policy" and policy.generate() == "generated"
+    def wake_up(self):
+        self.log.append((self.role, "wake_up"))
 
 
 def test_nccl_group_and_broadcast():
     log = []
     policy, rollout = Group(log, "policy", 2), Group(log, "rollout", 2)
-    link = NcclRollout(rollout, policy, tensor_parallel_size=2, timeout_s=60.0)
+    link = NcclSync(policy, rollout, tensor_parallel_size=2, timeout_s=60.0)
     link.connect()
     assert log == [
         ("policy0", "address"),
@@ -82,16 +77,18 @@ def test_nccl_group_and_broadcast():
         ("rollout1", "engine", "join_weight_group", "10.0.0.1", 1234, 3, 5, 60.0),
     ]
     log.clear()
-    link.load_weights(Direct())
-    assert [e[:3] for e in log] == [("policy0", "sender", "send"), ("policy1", "sender", "send"),
+    link.sync()
+    assert [e[:3] for e in log] == [("rollout", "wake_up"),  # a colocated engine takes its memory back first
+                                    ("policy0", "sender", "send"), ("policy1", "sender", "send"),
                                     ("rollout0", "engine", "receive_weights"), ("rollout1", "engine", "receive_weights")]
 
 
 def test_ipc_streams_bucket_by_bucket():
     log = []
     policy, rollout = Group(log, "policy", 2, ipc_buckets=2), Group(log, "rollout", 1)
-    IpcRollout(rollout, policy).load_weights(Direct())
+    IpcSync(policy, rollout).sync()
     assert [e[:3] if e[0] == "policy" else e for e in log] == [
+        ("rollout", "wake_up"),
         ("policy", "sender", "ipc_open"),
         ("policy", "sender", "ipc_next"), ("rollout", "engine", "load_shared", ["bucket1", "bucket1"]),
         ("policy", "sender", "ipc_next"), ("rollout", "engine", "load_shared", ["bucket0", "bucket0"]),

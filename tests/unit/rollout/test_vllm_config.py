@@ -1,16 +1,18 @@
 """`--rollout.engine vllm` settings are checked before anything loads, and on the local executor the
 engine sleeps while the trainer uses the GPU."""
+# A colocated rollout that sleeps after generating and wakes before new weights: test_rollout_sleeps.py
 
 import sys
 
 import pytest
 
+from alignkit.config.parse import parse_config
 from alignkit.config.rl import RLConfig
 from alignkit.config.rollout import RolloutConfig
 from alignkit.config.schema import RayConfig
 from alignkit.errors import AlignkitError, ConfigError
-from alignkit.orchestration.colocate import SleepingRollout
 from alignkit.orchestration.factory import build_executor
+from alignkit.orchestration.roles import roles
 from alignkit.trainers.rl.validate import validate_engine
 
 
@@ -18,8 +20,12 @@ def cfg(executor="local", ray=None, **rollout):
     return RLConfig(executor=executor, rollout=RolloutConfig(**rollout), ray=ray or RayConfig())
 
 
+def test_unknown_engine_is_a_parse_error():
+    with pytest.raises(ConfigError, match=r"^--rollout.engine must be one of hf, vllm, got 'sglang'$"):
+        parse_config(RLConfig, ["--rollout.engine", "sglang"], "alignkit rl")
+
+
 @pytest.mark.parametrize(("c", "message"), [
-    (cfg(engine="sglang"), "--rollout.engine must be one of hf, vllm, got 'sglang'"),
     (cfg(engine="vllm", tensor_parallel_size=0), "tensor_parallel_size must be at least 1"),
     (cfg(engine="vllm", gpu_memory_utilization=1.5), r"gpu_memory_utilization must be in \(0, 1\]"),
     (cfg(engine="vllm", tis_cap=0.0), "tis_cap must be positive"),
@@ -38,19 +44,8 @@ def test_a_missing_vllm_stops_the_run_before_models_load(monkeypatch):
     validate_engine(cfg(engine="hf"))  # the HF engine never imports vLLM
 
 
-class Worker:
-    def __init__(self, *args):
-        self.calls = []
-
-    def __getattr__(self, name):
-        return lambda *a: self.calls.append(name)
-
-
 def test_local_vllm_rollout_sleeps_between_calls():
-    ex = build_executor(cfg(engine="vllm"))
-    rollout = ex.create("rollout", Worker)
-    assert isinstance(rollout, SleepingRollout) and not isinstance(ex.create("policy", Worker), SleepingRollout)
-    rollout.generate([[1]], None)
-    rollout.load_weights([])
-    assert rollout.group.calls == ["generate", "sleep", "wake_up", "load_weights"]
-    assert isinstance(build_executor(cfg(engine="hf")).create("rollout", Worker), Worker)
+    """Everything shares one device: an engine that holds its memory between calls (vLLM) gives it back."""
+    for engine, sleeps in (("vllm", True), ("hf", False)):
+        c = cfg(engine=engine)
+        assert build_executor(c, roles(c)).rollout_sleeps() is sleeps

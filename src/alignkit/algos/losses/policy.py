@@ -89,6 +89,7 @@ POLICY_LOSSES: dict[str, PolicyLoss] = {
     "ppo": PolicyLoss(ratio="token"),  # PPO, DAPO's clip-higher, dual-clip
     "gspo": PolicyLoss(ratio="sequence"),
 }
+PolicyLossName = Literal[tuple(POLICY_LOSSES)]  # type: ignore[valid-type]  # the registry's keys
 
 
 def policy_loss(

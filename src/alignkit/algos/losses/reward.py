@@ -3,10 +3,13 @@ with the optional margin of Llama 2 (Touvron et al. 2023, arXiv:2307.09288 eq. 2
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 import torch.nn.functional as F
 
-FORMS = ("sigmoid", "logexp")
+BTForm = Literal["sigmoid", "logexp"]
+FORMS: tuple[str, ...] = get_args(BTForm)
 
 
 def bradley_terry_loss(

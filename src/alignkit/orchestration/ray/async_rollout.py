@@ -68,9 +68,10 @@ class AsyncRollout:
             load.result()
         return Round(r.prompts, gens, r.version)
 
-    def send(self, weights: Any) -> None:
-        """Queue new weights behind the rounds in flight; the next submitted rounds sample with them."""
-        self.loads.append(self.rollout.submit("load_weights", weights))
+    def send(self, load: Any) -> None:
+        """A weight load queued behind the rounds in flight (`executor.send_weights()`): the next
+        submitted rounds sample with the new weights."""
+        self.loads.append(load)
 
     def position(self) -> tuple[int, int]:
         """Where the prompt stream stands for a checkpoint: before the first round not trained on yet

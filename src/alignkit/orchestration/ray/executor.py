@@ -1,5 +1,6 @@
 """The Ray executor: every role is a group of Ray actors in one placement group.
 
+`RayExecutor(cfg, roles)` places the roles the controller passes (orchestration/roles.py);
 `create(role, cls, *args)` returns a RoleGroup with the worker class's methods, so the controller
 reads the same as with the local executor. What the executor adds:
 
@@ -8,9 +9,9 @@ reads the same as with the local executor. What the executor adds:
 - the same start as a local run: each role is built from the RNG state the previous one left (all
   workers of a role from the same one), so a seed initialises the models as `--executor local` does;
 - a torch.distributed process group per sharded training role (gloo on CPU, NCCL on GPU);
-- a colocated rollout on GPUs sleeps while the trainers use the device (orchestration/colocate.py);
-- with the vLLM engine on GPUs, weights go from the policy's GPUs to the engines' over NCCL or CUDA
-  IPC (sync_gpu.py) instead of through the object store.
+- a colocated rollout on GPUs sleeps while the trainers use the device (`rollout_sleeps`);
+- `sync_weights`: the policy's weights to the rollout through the object store (sync.py), or with the
+  vLLM engine on GPUs over NCCL or CUDA IPC (sync_gpu.py): a strategy picked from the layout.
 """
 
 from __future__ import annotations
@@ -25,48 +26,29 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from alignkit.checkpoint.state import rng_state
 from alignkit.errors import AlignkitError
-from alignkit.orchestration.calls import Call
-from alignkit.orchestration.colocate import SleepingRollout
-from alignkit.orchestration.ray.group import RoleGroup
+from alignkit.orchestration.calls import RoleCall
+from alignkit.orchestration.ray.group import Pending, RoleGroup
 from alignkit.orchestration.ray.host import GroupSpec, WorkerHost
-from alignkit.orchestration.ray.placement import Layout, plan_layout, reserve
-from alignkit.orchestration.ray.sync_gpu import DirectPolicy, IpcRollout, NcclRollout, gpu_transport
+from alignkit.orchestration.ray.placement import plan_layout, reserve
+from alignkit.orchestration.ray.sync import ObjectStoreSync
+from alignkit.orchestration.ray.sync_gpu import IpcSync, NcclSync, gpu_transport
+from alignkit.orchestration.roles import Role
 
 log = logging.getLogger("alignkit")
 
-TRAINED_ROLES = ("policy", "critic")  # roles with an optimizer and a backend (--policy.backend)
 _ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}  # nothing is downloaded at run time
 
 
-def role_workers(cfg: Any) -> dict[str, int]:
-    """Workers per role of an online-RL run; the roles are those OnlineRL creates."""
-    a = cfg.algo
-    out = {"policy": cfg.policy.num_workers, "rollout": cfg.rollout.num_workers, "reward": 1}
-    if a.kl_coef > 0:
-        out["reference"] = 1
-    if a.advantage == "gae":
-        out["critic"] = cfg.policy.num_workers
-    return out
-
-
-def light_roles(cfg: Any) -> frozenset[str]:
-    """Roles without a model of their own, which a plan need not place: a reward from rules, a
-    function or a reward server (only a reward model needs a device)."""
-    return frozenset() if cfg.reward.model_path else frozenset({"reward"})
-
-
 class RayExecutor:
-    def __init__(self, cfg: Any, workers: dict[str, int] | None = None):
-        """`workers`: role -> number of workers; by default the roles of the online-RL run `cfg` (a
-        supervised run has only its trained model, as "policy": orchestration/ray/spmd.py)."""
-        self.cfg, self.timeout_s = cfg, cfg.ray.call_timeout_s
-        self.layout: Layout
-        if workers is None:
-            self.layout = plan_layout(role_workers(cfg), cfg.ray, light_roles(cfg))
-            self.transport = gpu_transport(cfg, self.layout)  # None: weights through the object store
-        else:
-            self.layout, self.transport = plan_layout(workers, cfg.ray), None
-        self.links: list[NcclRollout | IpcRollout] = []
+    def __init__(self, cfg: Any, roles: dict[str, Role]):
+        """`roles`: the controller's roles (`roles(cfg)` of an online-RL run; a supervised run has only
+        its trained model, as "policy": orchestration/ray/spmd.py)."""
+        self.cfg, self.roles, self.timeout_s = cfg, roles, cfg.ray.call_timeout_s
+        light = {r for r, role in roles.items() if not role.model}
+        self.layout = plan_layout({r: role.workers for r, role in roles.items()}, cfg.ray, light)
+        # None: weights through the object store
+        self.transport = gpu_transport(cfg, self.layout) if {"policy", "rollout"} <= set(roles) else None
+        self.weight_sync: ObjectStoreSync | NcclSync | IpcSync | None = None
         self.connected_here = _connect(cfg.ray.address, sum(b["CPU"] for b in self.layout.bundles))
         self.pg: Any = None
         self.actors: dict[str, list[Any]] = {}
@@ -99,7 +81,7 @@ class RayExecutor:
             a.prepare.remote(cls)
         n, address, specs = len(actors), None, [None] * len(actors)
         # fsdp2 and deepspeed run in a process group, even of one worker; several torch workers never do
-        sharded = role in TRAINED_ROLES and self.cfg.policy.backend != "torch"
+        sharded = self.roles[role].trained and self.cfg.policy.sharded
         if sharded:
             address = actors[0].address.remote()  # rank 0's node and a free port there
             backend = "nccl" if self.cfg.ray.gpus_per_worker > 0 else "gloo"
@@ -111,42 +93,45 @@ class RayExecutor:
         self._rng = refs[0]
         group = RoleGroup(role, cls, actors, self.timeout_s, refs, [s.bundle for s in self.layout.seats[role]], sharded)
         self.groups.append(group)
-        return self._wrap(role, group)
-
-    def _wrap(self, role: str, group: RoleGroup) -> Any:
-        """The group as the controller sees it: with GPU weight sync the policy leaves the moving of
-        weights to the rollout; a colocated rollout on GPUs sleeps while the trainers run."""
-        out: Any = group
-        if self.transport is not None and role == "policy":
-            out = DirectPolicy(group)
-        if self.transport is not None and role == "rollout":
-            policy = next(g for g in self.groups if g.role == "policy")  # OnlineRL creates it first
-            link = (NcclRollout(group, policy, self.cfg.rollout.tensor_parallel_size, self.timeout_s)
-                    if self.transport == "nccl" else IpcRollout(group, policy))
-            self.links.append(link)
-            out = link
-        if role == "rollout" and self.colocated_gpus():
-            out = SleepingRollout(out)
-        return out
+        return group
 
     def ready(self) -> None:
         """Wait until every role is built, so that start-up errors show before training and its time
-        is not counted in the first step."""
+        is not counted in the first step; then connect the weight sync."""
         for g in self.groups:
             g.ready()
-        for link in self.links:
-            link.connect()
+        groups = {g.role: g for g in self.groups}
+        if "policy" in groups and "rollout" in groups:
+            policy, rollout = groups["policy"], groups["rollout"]
+            if self.transport == "nccl":
+                self.weight_sync = NcclSync(policy, rollout, self.cfg.rollout.tensor_parallel_size, self.timeout_s)
+            elif self.transport == "ipc":
+                self.weight_sync = IpcSync(policy, rollout)
+            else:
+                self.weight_sync = ObjectStoreSync(policy, rollout, self.timeout_s)
+            self.weight_sync.connect()
 
-    def colocated_gpus(self) -> bool:
-        """On GPUs, whether the rollout shares a device with a trained role: with --ray.placement
-        colocated, and with a plan that runs generation on the training devices."""
+    def sync_weights(self) -> None:
+        """The policy's current weights into every rollout worker, by the layout's transport."""
+        self.weight_sync.sync()
+
+    def send_weights(self) -> Pending:
+        """The policy's current weights published now and loaded behind the rollout's queued calls (async
+        rollouts; always through the object store, see sync_gpu.gpu_transport)."""
+        return self.weight_sync.send()
+
+    def rollout_sleeps(self) -> bool:
+        """On GPUs, whether the rollout shares a device with a trained role (--ray.placement colocated,
+        or a plan that runs generation on the training devices): then it gives its memory back while the
+        trainers run."""
         if self.cfg.ray.gpus_per_worker <= 0:
             return False
         seats = self.layout.seats
         rollout = {s.bundle for s in seats["rollout"]}
-        return any(rollout & {s.bundle for s in seats.get(r, [])} for r in TRAINED_ROLES)
+        trained = [r for r, role in self.roles.items() if role.trained]
+        return any(rollout & {s.bundle for s in seats.get(r, [])} for r in trained)
 
-    def run(self, calls: list[Call]) -> list[Any]:
+    def run(self, calls: list[RoleCall]) -> list[Any]:
         """Independent calls: at the same time when their roles hold no bundle in common (each has
         its own devices), else one after the other, in the order given."""
         bundles = [set(c.role.bundles) for c in calls]

@@ -1,5 +1,5 @@
 """A role as a group of Ray actors: a call splits its batch over the workers, runs them in parallel
-and gathers the results in order (the split and gather of each method: plans.py).
+and gathers the results in order (each worker method declares how: workers/dispatch.py, scatter.py).
 
 `group.logprobs(exp)` looks like a local worker's call and blocks; `group.submit("generate", ...)`
 returns at once with a `Pending` (async rollouts, independent calls of separate roles). Every wait is
@@ -20,7 +20,8 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError
 
 from alignkit.errors import AlignkitError
-from alignkit.orchestration.ray.plans import Part, Plan, method_plans
+from alignkit.orchestration.ray.scatter import Part, scatter
+from alignkit.workers.dispatch import dispatch_of
 
 log = logging.getLogger("alignkit")
 
@@ -82,16 +83,15 @@ def _first_line(e: Exception) -> str:
 
 
 class RoleGroup:
-    """The workers of one role; its methods are those of the role's worker class (see plans.py)."""
+    """The workers of one role; its methods are those of the role's worker class that declare a dispatch."""
 
     def __init__(self, role: str, cls: type, actors: list[Any], timeout_s: float, init: list[Any],
                  bundles: list[int], sharded: bool):
         """`init`: the workers' build calls in flight; `bundles`: the bundle of each worker;
         `sharded`: the workers form one process group."""
         self.role, self.cls, self.actors, self.timeout_s = role, cls, actors, timeout_s
-        self.bundles = bundles
+        self.bundles, self.sharded = bundles, sharded
         self._init: list[Any] | None = init
-        self._plans = method_plans(timeout_s, sharded)
 
     def __len__(self) -> int:
         return len(self.actors)
@@ -107,13 +107,18 @@ class RoleGroup:
                  [n[:8] for n in nodes])
 
     def submit(self, method: str, *args: Any) -> Pending:
+        """The worker method `method(*args)` spread over the workers as it declares, in flight."""
+        how = dispatch_of(self.cls, method)
+        if how is None:
+            raise AttributeError(f"the {self.role} role ({self.cls.__name__}) has no remote method {method!r} "
+                                 "(a worker method declares how it is split: workers/dispatch.py)")
         self.ready()
-        plan: Plan = self._plans[method](method, len(self.actors), *args)
-        refs = [getattr(self.actors[p.worker], p.method).remote(*p.args, **p.kwargs) for p in _shared(plan.parts)]
-        return Pending(self.role, method, refs, [p.worker for p in plan.parts], plan.gather, self.timeout_s)
+        s = scatter(how, method, len(self.actors), self.sharded, *args)
+        refs = [getattr(self.actors[p.worker], p.method).remote(*p.args, **p.kwargs) for p in _shared(s.parts)]
+        return Pending(self.role, method, refs, [p.worker for p in s.parts], s.gather, self.timeout_s)
 
     def __getattr__(self, method: str) -> Callable[..., Any]:
-        if method.startswith("_") or method not in self._plans or not hasattr(self.cls, method):
+        if method.startswith("_") or dispatch_of(self.cls, method) is None:
             raise AttributeError(f"the {self.role} role ({self.cls.__name__}) has no remote method {method!r}")
         return lambda *args: self.submit(method, *args).result()
 
@@ -130,10 +135,15 @@ class RoleGroup:
         refs = [a.call.remote(method) for a in self.actors]
         return Pending(self.role, method, refs, list(range(len(refs))), list, None).result()
 
-    def on_all(self, host_method: str, *args: Any) -> list[Any]:
-        """A host method on every worker (set-up, inspection)."""
+    def each(self, host_method: str, *args: Any) -> Pending:
+        """A host method on every worker, in flight; its result is the list of the workers' results."""
         self.ready()
-        return self.wait([getattr(a, host_method).remote(*args) for a in self.actors], host_method)
+        refs = [getattr(a, host_method).remote(*args) for a in self.actors]
+        return Pending(self.role, host_method, refs, list(range(len(refs))), list, self.timeout_s)
+
+    def on_all(self, host_method: str, *args: Any) -> list[Any]:
+        """A host method on every worker (set-up, inspection, weight sync)."""
+        return self.each(host_method, *args).result()
 
     def apply(self, fn: Callable[[Any], Any]) -> list[Any]:
         """`fn(worker)` on every worker, for inspection and tests."""

@@ -26,9 +26,6 @@ from alignkit.orchestration.roles import ROLE_NAMES
 
 log = logging.getLogger("alignkit")
 
-PLACEMENTS = ("colocated", "separate")
-
-
 @dataclass(frozen=True)
 class Seat:
     """One worker's place: its bundle and the resources it takes from it."""
@@ -67,12 +64,10 @@ def role_bundles(workers: dict[str, int], cfg: RayConfig, light: Collection[str]
         return _mapped(workers, cfg.bundles, "--ray.bundles", light, "")
     if cfg.placement == "colocated":
         return {r: list(range(n)) for r, n in workers.items()}
-    if cfg.placement == "separate":
-        out, start = {}, 0
-        for r, n in workers.items():
-            out[r], start = list(range(start, start + n)), start + n
-        return out
-    raise ConfigError(f"--ray.placement must be one of {', '.join(PLACEMENTS)}, got '{cfg.placement}'")
+    out, start = {}, 0  # separate
+    for r, n in workers.items():
+        out[r], start = list(range(start, start + n)), start + n
+    return out
 
 
 def _mapped(

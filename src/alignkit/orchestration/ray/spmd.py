@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alignkit.orchestration.ray.executor import RayExecutor
+from alignkit.orchestration.roles import trained_role
 
 Train = Callable[[Any], dict[str, float]]
 
@@ -31,7 +32,7 @@ class Replica:
 
 def run_spmd(cfg: Any, train: Train) -> dict[str, float]:
     """`train(cfg)` on every worker; rank 0's result (every rank returns the same, summed metrics)."""
-    executor = RayExecutor(cfg, {"policy": cfg.policy.num_workers})
+    executor = RayExecutor(cfg, trained_role(cfg.policy.num_workers))
     try:
         group = executor.create("policy", Replica, train, cfg)
         return group.run_all("run")[0]

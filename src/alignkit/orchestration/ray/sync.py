@@ -5,6 +5,9 @@ The trainer's first worker copies its full weights (LoRA merged) into flat byte 
 back only the refs. Every rollout worker fetches the buckets one by one and loads them: a numpy
 buffer in the store is mapped, not copied, into each process on its node, so a weight is copied
 once into the store and once into the engine, and no process holds more than a bucket extra.
+
+`ObjectStoreSync` is the executor's weight-sync strategy on CPUs, with the HF engine and for async
+rollouts (GPU to GPU with vLLM: sync_gpu.py).
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ class Bucket:
 
 @dataclass(frozen=True)
 class WeightRefs:
-    """One version of the full weights in the object store: what a Ray policy group's `weights()`
-    returns and a Ray rollout group's `load_weights` takes."""
+    """One version of the full weights in the object store: what the policy's workers publish and the
+    rollout's workers load."""
 
     refs: list[Any] = field(default_factory=list)  # ObjectRef[Bucket], in order
     nbytes: int = 0
@@ -74,3 +77,24 @@ def receive(weights: WeightRefs, timeout_s: float) -> Iterator[tuple[str, torch.
 
     for ref in weights.refs:
         yield from unpack(ray.get(ref, timeout=timeout_s))
+
+
+class ObjectStoreSync:
+    """Policy -> rollout through the object store: every policy worker walks its full weights (gathering
+    shards is collective), the first publishes them; then every rollout worker loads them."""
+
+    def __init__(self, policy: Any, rollout: Any, timeout_s: float):
+        self.policy, self.rollout, self.timeout_s = policy, rollout, timeout_s
+
+    def connect(self) -> None:
+        """Nothing to set up."""
+
+    def send(self) -> Any:
+        """Publish the weights now and start loading them; the load is in flight (a `Pending`) behind the
+        rollout workers' queued calls (async rollouts wait for it later)."""
+        refs = self.policy.wait([a.publish_weights.remote(i == 0, BUCKET_BYTES) for i, a in enumerate(self.policy.actors)],
+                                "publish_weights")[0]
+        return self.rollout.each("load_weights", refs, self.timeout_s)
+
+    def sync(self) -> None:
+        self.send().result()

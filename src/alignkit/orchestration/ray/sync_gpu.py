@@ -9,14 +9,13 @@ through host memory (the object store path of sync.py stays for CPUs, the HF eng
   policy worker packs the next bucket on its GPU and shares a handle; every engine worker maps the one
   on its own GPU and loads it; then the policy workers free it and pack the next.
 
-The controller still calls `rollout.load_weights(policy.weights())`: the policy group's `weights()`
-returns a `Direct` mark instead of publishing, and the rollout group's `load_weights` moves them.
+`NcclSync` and `IpcSync` are the executor's weight-sync strategies for these cases (the controller
+calls `executor.sync_weights()`, whatever moves the weights).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,6 +23,7 @@ import torch
 from alignkit.errors import ConfigError
 from alignkit.orchestration.ray.placement import Layout
 from alignkit.rollout.buckets import BUCKET_BYTES, Slot, pack_buckets
+from alignkit.rollout.engines import ENGINES
 
 
 def gpu_transport(cfg: Any, layout: Layout) -> str | None:
@@ -31,7 +31,7 @@ def gpu_transport(cfg: Any, layout: Layout) -> str | None:
     r = cfg.rollout
     # Async rollouts queue loads behind rounds in flight: the weights must be copied when sent, as
     # the object store does, not when loaded.
-    if r.engine != "vllm" or cfg.ray.gpus_per_worker <= 0 or r.async_:
+    if not ENGINES[r.engine].gpu_weights or cfg.ray.gpus_per_worker <= 0 or r.async_:
         return None
     policy = {s.bundle for s in layout.seats["policy"]}
     rollout = {s.bundle for s in layout.seats["rollout"]}
@@ -43,11 +43,6 @@ def gpu_transport(cfg: Any, layout: Layout) -> str | None:
         f"--rollout.engine vllm: the rollout's bundles {sorted(rollout)} must all hold a policy worker (weights "
         f"over CUDA IPC) or none of the policy's bundles {sorted(policy)} (weights over NCCL)"
     )
-
-
-@dataclass(frozen=True)
-class Direct:
-    """What the policy's `weights()` returns when the rollout's `load_weights` fetches them itself."""
 
 
 class TrainerSide:
@@ -90,64 +85,47 @@ class TrainerSide:
         self.buckets, self.shared = None, None
 
 
-class DirectPolicy:
-    """The policy group, whose `weights()` leaves the moving to the rollout's `load_weights`."""
+class NcclSync:
+    """Policy -> rollout by NCCL broadcast from the policy's first worker to every engine worker."""
 
-    def __init__(self, group: Any):
-        self.group = group
-
-    def weights(self) -> Direct:
-        return Direct()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.group, name)
-
-
-class NcclRollout:
-    """The rollout group, loading weights by NCCL broadcast from the policy's first worker."""
-
-    def __init__(self, group: Any, policy: Any, tensor_parallel_size: int, timeout_s: float):
-        self.group, self.policy, self.tp, self.timeout_s = group, policy, tensor_parallel_size, timeout_s
+    def __init__(self, policy: Any, rollout: Any, tensor_parallel_size: int, timeout_s: float):
+        self.policy, self.rollout, self.tp, self.timeout_s = policy, rollout, tensor_parallel_size, timeout_s
 
     def connect(self) -> None:
         """Form the group: rank 0 is the policy's first worker, rollout worker w's engine takes ranks
         1 + w * tp .. (w + 1) * tp. All join at once (each waits for the others)."""
         first = self.policy.actors[0]
         host, port = self.policy.wait([first.address.remote()], "address")[0]
-        world = 1 + len(self.group.actors) * self.tp
+        world = 1 + len(self.rollout.actors) * self.tp
         sender = [first.sender.remote("open_group", host, port, world, self.timeout_s)]
         receivers = [a.engine.remote("join_weight_group", host, port, 1 + w * self.tp, world, self.timeout_s)
-                     for w, a in enumerate(self.group.actors)]
+                     for w, a in enumerate(self.rollout.actors)]
         self.policy.wait(sender, "weight group")
-        self.group.wait(receivers, "weight group")
+        self.rollout.wait(receivers, "weight group")
 
-    def load_weights(self, weights: Direct) -> None:
+    def sync(self) -> None:
+        self.rollout.wake_up()  # a colocated engine that gave its memory back takes it again
         senders = [a.sender.remote("send", BUCKET_BYTES) for a in self.policy.actors]
-        receivers = [a.engine.remote("receive_weights") for a in self.group.actors]
+        receivers = [a.engine.remote("receive_weights") for a in self.rollout.actors]
         self.policy.wait(senders, "weights")
-        self.group.wait(receivers, "load_weights")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.group, name)
+        self.rollout.wait(receivers, "load_weights")
 
 
-class IpcRollout:
-    """The rollout group, loading weights from CUDA IPC handles of the colocated policy workers."""
+class IpcSync:
+    """Policy -> rollout through CUDA IPC handles of the colocated policy workers, bucket by bucket."""
 
-    def __init__(self, group: Any, policy: Any):
-        self.group, self.policy = group, policy
+    def __init__(self, policy: Any, rollout: Any):
+        self.policy, self.rollout = policy, rollout
 
     def connect(self) -> None:
         """Nothing to set up: handles are made per bucket."""
 
-    def load_weights(self, weights: Direct) -> None:
+    def sync(self) -> None:
+        self.rollout.wake_up()
         self.policy.on_all("sender", "ipc_open", BUCKET_BYTES)
         try:
             while (buckets := self.policy.on_all("sender", "ipc_next"))[0] is not None:
-                self.group.on_all("engine", "load_shared", buckets)
+                self.rollout.on_all("engine", "load_shared", buckets)
         finally:
             self.policy.on_all("sender", "ipc_close")
-        self.group.on_all("engine", "weights_loaded")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.group, name)
+        self.rollout.on_all("engine", "weights_loaded")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from alignkit.algos.advantages import ADVANTAGE_ESTIMATORS, AdvantageInput
-from alignkit.algos.kl import kl_estimate
+from alignkit.algos.advantages import ADVANTAGE_ESTIMATORS, AdvantageInput, whiten
+from alignkit.algos.kl import kl_penalty
 from alignkit.algos.shaping import overlong_penalty
 from alignkit.config.rl import AlgoConfig
 from alignkit.data.prompts import Prompt
@@ -45,20 +45,18 @@ def shape_rewards(scores: torch.Tensor, gens: list[Generation], algo: AlgoConfig
 
 def kl_reward(exp: Experience, algo: AlgoConfig, coef: float) -> torch.Tensor | None:
     """Per-token reward -coef * KL(policy || ref) when the KL is placed in the reward."""
-    if not (algo.kl_in_reward and coef and exp.ref_logp is not None):
+    if algo.kl_placement != "reward" or not coef:
         return None
-    kl = kl_estimate(exp.old_logp, exp.ref_logp, algo.kl_estimator)
+    kl = kl_penalty(exp.old_logp, exp.ref_logp, algo.kl_estimator, algo.kl_clamp)
     return -coef * kl * exp.response_mask
 
 
-# Estimators that see one reward per sequence: a per-token KL penalty is summed into it (RLOO with
-# the KL in the reward, as in Ahmadian et al. 2024).
-SEQUENCE_LEVEL = {"grpo", "dr_grpo", "rloo"}
-
-
 def with_advantages(exp: Experience, algo: AlgoConfig, kl_coef: float) -> Experience:
+    estimator = ADVANTAGE_ESTIMATORS[algo.advantage]
     rewards, token_rewards = exp.rewards, kl_reward(exp, algo, kl_coef)
-    if token_rewards is not None and algo.advantage in SEQUENCE_LEVEL:
+    if token_rewards is not None and estimator.sequence_reward:
+        # One reward per sequence: the per-token KL penalty is summed into it (RLOO with the KL in the
+        # reward, as in Ahmadian et al. 2024).
         rewards, token_rewards = rewards + token_rewards.sum(-1), None
     inp = AdvantageInput(
         rewards=rewards,
@@ -69,5 +67,7 @@ def with_advantages(exp: Experience, algo: AlgoConfig, kl_coef: float) -> Experi
         gamma=algo.gamma,
         lam=algo.lam,
     )
-    adv, ret = ADVANTAGE_ESTIMATORS[algo.advantage](inp)
+    adv, ret = estimator(inp)
+    if algo.whiten_advantages:  # after the returns, which stay the critic's targets
+        adv = whiten(adv, exp.response_mask)
     return exp.with_(advantages=adv, returns=ret)

@@ -18,7 +18,6 @@ from alignkit.algos.aggregate import loss_count
 from alignkit.algos.kl import AdaptiveKLController, FixedKLController
 from alignkit.algos.losses.policy import tis_weight
 from alignkit.algos.metric import Metric, merge_all, values
-from alignkit.algos.objective import PolicyObjective, ValueObjective
 from alignkit.algos.shaping import informative_groups
 from alignkit.checkpoint.state import TrainerState, read_state, save_state
 from alignkit.config.rl import RLConfig
@@ -28,11 +27,14 @@ from alignkit.metrics.logger import MetricsLogger
 from alignkit.metrics.progress import progress_bar, short
 from alignkit.metrics.report import write_report
 from alignkit.models.load import load_tokenizer
-from alignkit.orchestration.calls import Call
+from alignkit.orchestration.calls import RoleCall
 from alignkit.orchestration.factory import build_executor
+from alignkit.orchestration.roles import roles
 from alignkit.rollout.base import Generation
+from alignkit.rollout.engines import ENGINES
 from alignkit.trainers.rl.experience import layout, shape_rewards, with_advantages
 from alignkit.trainers.rl.metrics import batch_metrics
+from alignkit.trainers.rl.objectives import policy_objective_of, value_objective_of
 from alignkit.trainers.rl.validate import validate_rl
 from alignkit.trainers.run import Run, config_dict, load_records, start_run
 from alignkit.workers.critic import CriticWorker
@@ -67,12 +69,12 @@ class OnlineRL:
         self.eval_prompts = [to_prompt(r, tokenizer, cfg.data) for r in eval_recs[: cfg.eval.max_prompts]]
         self.updates_per_step = a.ppo_epochs * a.mini_batches
         n_updates = cfg.train.max_steps * self.updates_per_step
-        ex = self.executor
+        ex, has = self.executor, executor.roles  # the roles the controller gave its executor
         self.policy = ex.create("policy", PolicyWorker, cfg, n_updates)
-        self.rollout = ex.create("rollout", RolloutWorker, cfg)
+        self.rollout = ex.create("rollout", RolloutWorker, cfg, ex.rollout_sleeps())
         self.reward = ex.create("reward", RewardWorker, cfg)
-        self.ref = ex.create("reference", ReferenceWorker, cfg) if a.kl_coef > 0 else None
-        self.critic = ex.create("critic", CriticWorker, cfg, n_updates) if a.advantage == "gae" else None
+        self.ref = ex.create("reference", ReferenceWorker, cfg) if "reference" in has else None
+        self.critic = ex.create("critic", CriticWorker, cfg, n_updates) if "critic" in has else None
         ex.ready()
         self.kl_ctl = (AdaptiveKLController(a.kl_coef, a.kl_target, a.kl_horizon) if a.kl_target
                        else FixedKLController(a.kl_coef))
@@ -150,32 +152,23 @@ class OnlineRL:
         calls = {}  # independent forward passes: the executor may run them at the same time
         # Samples of an older policy (async) or of another engine's numerics (vLLM's kernels) are
         # corrected by truncated importance weights, which need pi_old as the trainer computes it.
-        off_policy = self.pipeline is not None or self.cfg.rollout.engine != "hf"
-        if self.updates_per_step > 1 or (a.kl_in_reward and self.ref is not None) or off_policy:
-            calls["old_logp"] = Call(self.policy, "logprobs", (exp,))
+        off_policy = self.pipeline is not None or ENGINES[self.cfg.rollout.engine].own_logprobs
+        if self.updates_per_step > 1 or a.kl_placement == "reward" or off_policy:
+            calls["old_logp"] = RoleCall(self.policy, "logprobs", (exp,))
         if self.ref is not None:
-            calls["ref_logp"] = Call(self.ref, "logprobs", (exp,))
+            calls["ref_logp"] = RoleCall(self.ref, "logprobs", (exp,))
         if self.critic is not None:
-            calls["values"] = Call(self.critic, "values", (exp,))
+            calls["values"] = RoleCall(self.critic, "values", (exp,))
         exp = exp.with_(**dict(zip(calls, self.executor.run(list(calls.values())), strict=True)))
         if off_policy:
             exp = exp.with_(is_weight=tis_weight(exp.old_logp, exp.behaviour_logp, self.cfg.rollout.tis_cap))
         timings["timing/logprobs"] += time.perf_counter() - t0
         return with_advantages(exp, a, self.kl_ctl.value)
 
-    def objective(self) -> PolicyObjective:
-        a = self.cfg.algo
-        return PolicyObjective(
-            loss=a.policy_loss, clip_low=a.clip_low, clip_high=a.clip_high, dual_clip=a.dual_clip, agg=a.loss_agg,
-            max_len=self.cfg.rollout.max_new_tokens, kl_coef=0.0 if a.kl_in_reward else self.kl_ctl.value,
-            kl_estimator=a.kl_estimator, entropy_coef=a.entropy_coef,
-        )
-
     def train_on(self, exp: Experience, step: int, timings: dict[str, float]) -> dict[str, Metric]:
         """PPO epochs x mini-batches of updates; the partial metrics of every update combined."""
         a, t0 = self.cfg.algo, time.perf_counter()
-        obj, updates = self.objective(), []
-        value_obj = ValueObjective(a.value_clip, a.loss_agg, self.cfg.rollout.max_new_tokens)
+        obj, value_obj, updates = policy_objective_of(self.cfg, self.kl_ctl.value), value_objective_of(self.cfg), []
         train_policy = step >= a.critic_warmup_steps or self.critic is None
         gen = torch.Generator().manual_seed(self.cfg.seed * 7919 + step)
         for _ in range(a.ppo_epochs):
@@ -185,9 +178,9 @@ class OnlineRL:
                 # The one denominator of this optimizer step, for every micro-batch and worker of it.
                 denominator = loss_count(mb.response_mask, a.loss_agg)
                 if self.critic is not None:
-                    calls.append(Call(self.critic, "update", (mb, value_obj, denominator)))
+                    calls.append(RoleCall(self.critic, "update", (mb, value_obj, denominator)))
                 if train_policy:
-                    calls.append(Call(self.policy, "update", (mb, obj, denominator)))
+                    calls.append(RoleCall(self.policy, "update", (mb, obj, denominator)))
                 updates += self.executor.run(calls)
         timings["timing/train"] += time.perf_counter() - t0
         return merge_all(updates)
@@ -195,9 +188,9 @@ class OnlineRL:
     def sync(self, timings: dict[str, float]) -> None:
         t0 = time.perf_counter()
         if self.pipeline is not None:
-            self.pipeline.send(self.policy.weights())  # loaded after the rounds already in flight
+            self.pipeline.send(self.executor.send_weights())  # loaded after the rounds already in flight
         else:
-            self.rollout.load_weights(self.policy.weights())
+            self.executor.sync_weights()
         timings["timing/sync"] += time.perf_counter() - t0
 
     def step(self, step: int) -> dict[str, float]:
@@ -301,7 +294,7 @@ def _cat(tensors: list[torch.Tensor], width: int, pad: int) -> torch.Tensor:
 def run_rl(cfg: RLConfig) -> dict[str, float]:
     validate_rl(cfg)
     run = start_run(cfg)
-    executor = build_executor(cfg)
+    executor = build_executor(cfg, roles(cfg))  # the controller's roles, which the executor places
     try:
         trainer = OnlineRL(cfg, run, executor)
         last = trainer.train()

@@ -15,14 +15,12 @@ from alignkit.errors import ConfigError
 from alignkit.models.load import load_tokenizer
 from alignkit.rewards.base import RewardInput
 from alignkit.rewards.registry import build_reward
-from alignkit.workers.rollout import build_engine
+from alignkit.rollout.engines import build_engine
 
 log = logging.getLogger("alignkit")
 
 
 def run_rejection_sampling(cfg: RejectionSamplingConfig) -> dict[str, float]:
-    if cfg.mode not in ("sft", "pairs"):
-        raise ConfigError(f"--mode must be sft or pairs, got '{cfg.mode}'")
     if not cfg.data.train_files:
         raise ConfigError("--data.train_files is required: the prompts to sample for")
     tokenizer = load_tokenizer(cfg.model)

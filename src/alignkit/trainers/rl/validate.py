@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 from alignkit.algos.advantages import ADVANTAGE_ESTIMATORS
-from alignkit.algos.aggregate import AGG_MODES
-from alignkit.algos.kl import KL_KINDS
-from alignkit.algos.losses.policy import POLICY_LOSSES
 from alignkit.config.rl import RLConfig
 from alignkit.config.validate import validate_executor, validate_run
 from alignkit.errors import ConfigError
 from alignkit.rewards.registry import validate_reward
-
-GROUP_ESTIMATORS = {"grpo", "dr_grpo", "rloo", "reinforce_baseline"}
-
-
-def _choice(flag: str, value: str, choices) -> None:
-    if value not in choices:
-        raise ConfigError(f"{flag} must be one of {', '.join(sorted(choices))}, got '{value}'")
+from alignkit.rollout.engines import ENGINES
 
 
 def validate_rl(cfg: RLConfig) -> None:
+    """Choice fields are checked by the parser (their types are Literals); these are the rest."""
     validate_run(cfg, accumulation=False)  # batch_size counts prompts, micro_batch_size sequences
     a, r = cfg.algo, cfg.rollout
-    _choice("--algo.advantage", a.advantage, ADVANTAGE_ESTIMATORS)
-    _choice("--algo.policy_loss", a.policy_loss, POLICY_LOSSES)
-    _choice("--algo.loss_agg", a.loss_agg, AGG_MODES)
-    _choice("--algo.kl_estimator", a.kl_estimator, KL_KINDS)
     if cfg.train.max_steps < 1:
         raise ConfigError("--train.max_steps must be at least 1 for rl")
-    if a.advantage in GROUP_ESTIMATORS and r.n_samples_per_prompt < 2:
+    if ADVANTAGE_ESTIMATORS[a.advantage].grouped and r.n_samples_per_prompt < 2:
         raise ConfigError(
             f"--algo.advantage {a.advantage} compares samples of the same prompt: "
             f"--rollout.n_samples_per_prompt must be at least 2, got {r.n_samples_per_prompt}"
@@ -62,7 +50,6 @@ def validate_workers(cfg: RLConfig) -> None:
         if cfg.policy.num_workers > 1 or r.num_workers > 1:
             raise ConfigError("--policy.num_workers and --rollout.num_workers above 1 need --executor ray")
         return
-    _choice("--ray.placement", ray.placement, {"colocated", "separate"})
     if r.async_:
         if r.max_staleness < 1:
             raise ConfigError(f"--rollout.max_staleness must be at least 1 with --rollout.async, got {r.max_staleness}")
@@ -77,22 +64,10 @@ def validate_workers(cfg: RLConfig) -> None:
 
 
 def validate_engine(cfg: RLConfig) -> None:
-    """The rollout engine's settings; for vLLM also whether it is installed in a supported version,
-    before any model is loaded."""
-    r = cfg.rollout
-    _choice("--rollout.engine", r.engine, {"hf", "vllm"})
-    if r.engine != "vllm":
-        return
-    if r.tensor_parallel_size < 1:
-        raise ConfigError(f"--rollout.tensor_parallel_size must be at least 1, got {r.tensor_parallel_size}")
-    if not 0 < r.gpu_memory_utilization <= 1:
-        raise ConfigError(f"--rollout.gpu_memory_utilization must be in (0, 1], got {r.gpu_memory_utilization}")
-    if r.tis_cap <= 0:
+    """The rollout engine's settings (the engine's own checks: for vLLM also whether it is installed in a
+    supported version), before any model is loaded."""
+    r, engine = cfg.rollout, ENGINES[cfg.rollout.engine]
+    if engine.own_logprobs and r.tis_cap <= 0:  # (async rollouts: validate_workers)
         raise ConfigError(f"--rollout.tis_cap must be positive, got {r.tis_cap}")
-    gpus = cfg.ray.gpus_per_worker
-    if cfg.executor == "ray" and 0 < gpus < r.tensor_parallel_size:
-        raise ConfigError(f"--rollout.tensor_parallel_size {r.tensor_parallel_size} needs as many GPUs per rollout "
-                          f"worker; --ray.gpus_per_worker is {gpus:g}")
-    from alignkit.rollout.vllm_setup import import_vllm
-
-    import_vllm()
+    if engine.check is not None:
+        engine.check(cfg)

@@ -53,7 +53,7 @@ def join_torchrun_group(device: torch.device) -> bool:
 def check_local_workers(cfg: RunConfig) -> None:
     """Without Ray: a sharded backend needs a process group (torchrun's), the torch backend one process."""
     p = cfg.policy
-    if p.backend != "torch":
+    if p.sharded:
         require_process_group(p.backend)
     elif world_size() > 1:
         raise ConfigError(f"torchrun started {world_size()} processes, but --policy.backend torch trains one copy: "

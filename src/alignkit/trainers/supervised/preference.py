@@ -21,7 +21,6 @@ from alignkit.config.schema import DPOConfig
 from alignkit.data.packing import PackedBatch, PairPacker
 from alignkit.data.samples import TokenizedPair
 from alignkit.data.tokenize import tokenize_pairs
-from alignkit.errors import ConfigError
 from alignkit.models.forward import sequence_logps
 from alignkit.models.load import load_causal_lm
 from alignkit.models.reference import Reference, load_frozen, needs_own_model, reference_per_item
@@ -48,8 +47,6 @@ LOSSES: dict[str, LossSpec] = {
 
 
 def resolve_loss(cfg: DPOConfig) -> tuple[LossSpec, PreferenceConfig]:
-    if cfg.loss not in LOSSES:
-        raise ConfigError(f"--loss must be one of {', '.join(LOSSES)}, got '{cfg.loss}'")
     spec, o = LOSSES[cfg.loss], cfg.dpo
     return spec, PreferenceConfig(
         beta=o.beta if o.beta is not None else spec.default_beta,
@@ -116,7 +113,6 @@ class PairwiseObjective:
 
 def run_dpo(cfg: DPOConfig) -> dict[str, float]:
     """Train per `cfg` (in this process, or data parallel: trainers/supervised/launch.py)."""
-    resolve_loss(cfg)  # a bad --loss fails here, before any worker starts
     return launch(cfg, train_dpo)
 
 
