@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from alignkit.errors import AlignkitError
 from alignkit.orchestration.calls import RoleCall
 from alignkit.orchestration.roles import Role
 
@@ -23,6 +24,8 @@ class LocalExecutor:
         self.workers: dict[str, Any] = {}
 
     def create(self, role: str, cls: type[T], *args: Any) -> T:
+        if role not in self.roles:
+            raise AlignkitError(f"the executor was given no '{role}' role (it has {', '.join(self.roles)})")
         worker = cls(*args)
         self.workers[role] = worker
         return worker
