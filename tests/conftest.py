@@ -34,3 +34,21 @@ def tokenizer(tiny_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_dir)
+
+
+@pytest.fixture(scope="session")
+def arch_dir(tmp_path_factory):
+    """`arch_dir(name)`: the folder of a tiny random model of that architecture (models/tiny_archs.py),
+    built once per test session, with the same tokenizer as `tiny_dir`."""
+    from alignkit.config.schema import TinyModelConfig
+    from alignkit.models.tiny import build_tiny
+
+    built = {}
+
+    def build(arch: str):
+        if arch not in built:
+            out = tmp_path_factory.mktemp(f"arch-{arch}") / "model"
+            built[arch] = build_tiny(TinyModelConfig(output=str(out), arch=arch, hidden=64, layers=2, heads=4, kv_heads=2))
+        return built[arch]
+
+    return build

@@ -12,7 +12,7 @@ from alignkit.errors import AlignkitError
 USAGE = """usage: alignkit <command> [options]   (alignkit <command> --help for a command's options)
 
 commands:
-  init-tiny     build a tiny Llama model + tokenizer (with chat template) in Hugging Face format
+  init-tiny     build a tiny random model (Llama, or --arch NAME) + tokenizer (with chat template)
   data synth    write a synthetic verifiable task (arithmetic, sort, reverse) as JSON lines
   sft           supervised fine-tuning
   rm            reward-model training (Bradley-Terry)

@@ -304,10 +304,14 @@ class KTOConfig(RunConfig):
 
 @dataclass(frozen=True)
 class TinyModelConfig:
-    """Build a tiny random Llama model and a locally trained tokenizer (with a chat template)."""
+    """Build a tiny random model (Llama, or another architecture with --arch) and a locally trained
+    tokenizer (with a chat template)."""
 
     output: str = "runs/tiny"
     """Folder to write the Hugging Face model and tokenizer to."""
+    arch: str = "llama"
+    """Architecture: llama, llama_untied, llama3 (no pad token, list of EOS ids), qwen2, qwen3, qwen3_moe,
+    mistral, mixtral, gemma2, gemma3, phi3, olmo2, gpt_oss, gpt2, gpt_neox."""
     hidden: int = 128
     """Hidden size."""
     layers: int = 2
@@ -322,6 +326,11 @@ class TinyModelConfig:
     """Tokenizer vocabulary size (byte-level BPE, digits split one per token)."""
     max_position: int = 2048
     """Longest sequence the model accepts."""
+    window: int = 8
+    """Sliding-window size of the architectures that have one (small, so that short sequences exceed it)."""
+    model_vocab: int = 0
+    """Rows of the model's embedding; 0 uses the tokenizer's size. Larger pads it, as real models do
+    (Qwen2: 151936 rows for 151665 tokens), e.g. to measure a large vocabulary's cost."""
     seed: int = 0
     """Seed for the weights and the tokenizer corpus."""
 
