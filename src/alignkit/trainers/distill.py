@@ -1,0 +1,169 @@
+"""Knowledge distillation from a frozen teacher (`alignkit distill`): GKD (Agarwal et al. 2024).
+
+Each micro-batch goes through the teacher (no gradient) and the student; at every target token the
+loss is the divergence between their next-token distributions (`--distill.loss`, algos/losses/
+distill.py), over the full vocabulary or the teacher's top-k plus a tail bucket, computed a chunk of
+tokens at a time (algos/chunked.py), summed and divided by the target tokens of the whole step, plus
+`--distill.sft_weight` times the targets' NLL. With `--distill.lmbda` > 0 a step trains on the
+student's own responses instead of the data's (distill_onpolicy.py). Nothing is precomputed: the
+teacher scores every micro-batch as it comes, so resume, data parallel and token-budget micro-batches
+work as in SFT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+
+from alignkit.algos.chunked import chunked_rows, rows_per_chunk
+from alignkit.algos.losses.distill import DIVERGENCE_BETA, full_vocab_terms, topk_terms
+from alignkit.algos.positions import (
+    N_BUCKETS,
+    bucket_counts,
+    bucket_name,
+    position_bucket,
+    response_positions,
+)
+from alignkit.backends.base import LossFn
+from alignkit.backends.factory import build_backend
+from alignkit.config.distill import DistillConfig
+from alignkit.data.packing import PackedBatch, pack
+from alignkit.data.samples import TokenizedSample
+from alignkit.data.tokenize import tokenize_sft
+from alignkit.errors import ConfigError
+from alignkit.models.load import load_causal_lm
+from alignkit.models.targets import target_logits, targets_of
+from alignkit.models.teacher import Teacher, TeacherTargets, load_teacher, logit_rows, shared_width
+from alignkit.trainers.distill_onpolicy import OnPolicyMix
+from alignkit.trainers.launch import launch
+from alignkit.trainers.loop import train_supervised
+from alignkit.trainers.supervised import finish, prepare
+
+
+@dataclass(frozen=True)
+class StepCounts:
+    """The step's target tokens (the loss's denominator) and how many of them fall in each response-
+    position bucket (algos/positions.py; the denominators of the per-position metrics)."""
+
+    tokens: float
+    by_bucket: tuple[float, ...]
+
+    @staticmethod
+    def of(samples: Sequence[TokenizedSample]) -> StepCounts:
+        pos = [t for s in samples for t in _target_positions(s)]
+        return StepCounts(float(len(pos)), tuple(bucket_counts(torch.tensor(pos, dtype=torch.long)).tolist()))
+
+
+def _target_positions(s: TokenizedSample) -> list[int]:
+    """Response positions of a sample's targets, as `response_positions` finds them in a packed batch
+    (position 0 is never a target there)."""
+    idx = [t for t in range(1, len(s.loss_mask)) if s.loss_mask[t]]
+    return [t - idx[0] for t in idx]
+
+
+def validate_distill(cfg: DistillConfig) -> None:
+    d, k = cfg.distill, cfg.teacher.top_k
+    if not cfg.teacher.path:
+        raise ConfigError("--teacher.path is required: the teacher's Hugging Face model folder")
+    if not 0.0 <= d.beta <= 1.0:
+        raise ConfigError(f"--distill.beta must be in [0, 1], got {d.beta}")
+    if d.temperature <= 0:
+        raise ConfigError(f"--distill.temperature must be positive, got {d.temperature}")
+    if not 0.0 <= d.lmbda <= 1.0:
+        raise ConfigError(f"--distill.lmbda must be in [0, 1], got {d.lmbda}")
+    if d.max_new_tokens < 1:
+        raise ConfigError(f"--distill.max_new_tokens must be at least 1, got {d.max_new_tokens}")
+    if k < 0:
+        raise ConfigError(f"--teacher.top_k must be at least 0 (0: the full vocabulary), got {k}")
+
+
+@dataclass(frozen=True)
+class DistillObjective:
+    """Samples -> packed micro-batches; the loss of one micro-batch against the teacher's scores."""
+
+    teacher: Teacher
+    beta: float
+    sft_weight: float
+    pad_id: int
+    max_length: int
+    packing: bool
+    device: torch.device
+
+    def collate(self, samples: Sequence[TokenizedSample]) -> PackedBatch:
+        return pack(list(samples), self.pad_id, self.max_length, self.packing).to(self.device)
+
+    def denominator(self, samples: Sequence[TokenizedSample]) -> StepCounts:
+        return StepCounts.of(samples)
+
+    def loss_fn(self, denom: StepCounts | float) -> LossFn:
+        # a float is the data-parallel stand-in's infinite denominator: everything divides to 0
+        counts = denom if isinstance(denom, StepCounts) else StepCounts(denom, (denom,) * N_BUCKETS)
+
+        def fn(model, batch: PackedBatch):
+            scores = self.teacher.score(batch)
+            terms = self.token_terms(target_logits(model, batch, self.teacher.width), scores, batch)
+            div, _, _, student_lp = terms.unbind(-1)
+            loss = (div.sum() - self.sft_weight * student_lp.sum()) / counts.tokens
+            return loss, self.metrics(terms.detach(), scores, batch, counts)
+
+        return fn
+
+    def token_terms(self, logits: torch.Tensor, scores: TeacherTargets, batch: PackedBatch) -> torch.Tensor:
+        """`(n, 4)` per target: divergence, forward KL, reverse KL, the student's target log-prob."""
+        targets, t = targets_of(batch).ids, self.teacher
+        chunk = rows_per_chunk(t.width)
+        if scores.logits is not None:
+            fn = partial(full_vocab_terms, beta=self.beta, temperature=t.temperature)
+            return chunked_rows(fn, logits, scores.logits, targets, chunk=chunk)
+        fn = partial(topk_terms, beta=self.beta, temperature=t.temperature)
+        return chunked_rows(fn, logits, scores.topk_ids, scores.topk_logprobs, targets, chunk=chunk)
+
+    def metrics(self, terms: torch.Tensor, scores: TeacherTargets, batch: PackedBatch,
+                counts: StepCounts) -> dict[str, torch.Tensor]:
+        """Shares of the step's per-token means (they add up over micro-batches and workers)."""
+        div, fkl, rkl, student_lp = terms.unbind(-1)
+        n = counts.tokens
+        out = {"distill_loss": div.sum() / n, "nll": -student_lp.sum() / n, "kl/forward": fkl.sum() / n,
+               "kl/reverse": rkl.sum() / n, "logp/student": student_lp.sum() / n,
+               "logp/teacher": scores.target_logprobs.sum() / n}
+        if scores.topk_logprobs is not None:
+            out["teacher/topk_mass"] = (1 - scores.topk_logprobs[:, -1].exp()).sum() / n
+        tg = targets_of(batch)
+        bucket = position_bucket(response_positions(tg.seg_ids, tg.positions))
+        for name, values in (("forward", fkl), ("reverse", rkl)):
+            sums = torch.zeros(N_BUCKETS, dtype=values.dtype, device=values.device).index_add(0, bucket, values)
+            out |= {f"kl/{name}/pos_{bucket_name(b)}": sums[b] / c for b, c in enumerate(counts.by_bucket) if c}
+        return out
+
+    def n_tokens(self, batch: PackedBatch) -> int:
+        return batch.n_tokens
+
+    def sample_tokens(self, sample: TokenizedSample) -> int:
+        return len(sample.input_ids)
+
+
+def run_distill(cfg: DistillConfig) -> dict[str, float]:
+    """Train per `cfg` (in this process, or data parallel: trainers/launch.py)."""
+    validate_distill(cfg)
+    return launch(cfg, train_distill)
+
+
+def train_distill(cfg: DistillConfig) -> dict[str, float]:
+    """One worker's part of `run_distill`; each worker holds a whole teacher."""
+    p = prepare(cfg, tokenize_sft)
+    device = p.run.device
+    teacher_model = load_teacher(cfg.model, cfg.teacher, device, p.tokenizer)
+    model = load_causal_lm(cfg.model, device)
+    width = shared_width(cfg.model.path, logit_rows(model), cfg.teacher.path, logit_rows(teacher_model), len(p.tokenizer))
+    teacher = Teacher(teacher_model, width, cfg.teacher.top_k, cfg.distill.temperature)
+    backend = build_backend(model, cfg.train, p.total_steps, device, cfg.policy)
+    d = cfg.distill
+    beta = DIVERGENCE_BETA[d.loss]
+    objective = DistillObjective(teacher, d.beta if beta is None else beta, d.sft_weight, p.tokenizer.pad_token_id,
+                                 cfg.data.max_length, cfg.data.packing, device)
+    mix = OnPolicyMix(cfg, backend, width) if d.lmbda > 0 else None
+    last = train_supervised(p.run, backend, objective, p.train, p.evals, p.total_steps, step_samples=mix)
+    return finish(p, backend, load_causal_lm, last)
