@@ -3,6 +3,10 @@ distilled from it (its KL to the teacher falls and its held-out greedy accuracy 
 teacher's), GKD's on-policy mix with exact resume, micro-batches that add up to the step, and the
 teacher's vocabulary rule."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from helpers import interrupt_on_call, run_cli, synth
@@ -127,3 +131,36 @@ def test_teacher_vocabulary_rule(tmp_path, tiny_dir, capsys):
     out = tmp_path / "ok"
     assert run_cli("distill", *distill_flags(tiny_dir, padded, data, out, 1, "--train.batch_size", 8)) == 0
     assert read_metrics(out)[0]["kl/forward"] > 0
+
+
+def test_torchrun_fsdp2_on_policy_matches_one_process(tmp_path, tiny_dir, random_teacher):
+    # every worker syncs the engine (a collective over the shards) and generates the whole step alike
+    data = synth(tmp_path / "sft.jsonl", n=64)
+    flags = ["--train.batch_size", 8, "--train.micro_batch_size", 4, "--train.lr", 1e-3, "--distill.lmbda", 1.0,
+             "--distill.max_new_tokens", 6]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "alignkit.cli",
+           "distill", *map(str, distill_flags(tiny_dir, random_teacher, data, tmp_path / "tr", 2, *flags)),
+           "--policy.backend", "fsdp2"]
+    done = subprocess.run(cmd, env=os.environ | {"OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert run_cli("distill", *distill_flags(tiny_dir, random_teacher, data, tmp_path / "local", 2, *flags)) == 0
+    local, sharded = read_metrics(tmp_path / "local"), read_metrics(tmp_path / "tr")
+    assert [r["on_policy_frac"] for r in sharded] == [1.0, 1.0]
+    assert sharded[0]["loss"] == pytest.approx(local[0]["loss"], abs=1e-6)
+    for a, b in zip(local, sharded, strict=True):
+        assert b["tokens"] == a["tokens"] and b["loss"] == pytest.approx(a["loss"], abs=1e-4)
+
+
+def test_bad_options_are_one_line_errors(tmp_path, tiny_dir, random_teacher, capsys):
+    data = synth(tmp_path / "sft.jsonl", n=16)
+    cases = {
+        ("--distill.beta", 1.5): "--distill.beta must be in [0, 1], got 1.5",
+        ("--distill.lmbda", -0.1): "--distill.lmbda must be in [0, 1], got -0.1",
+        ("--teacher.top_k", -1): "--teacher.top_k must be at least 0 (0: the full vocabulary), got -1",
+        ("--teacher.path", ""): "--teacher.path is required: the teacher's Hugging Face model folder",
+    }
+    for flag, message in cases.items():
+        assert run_cli("distill", *distill_flags(tiny_dir, random_teacher, data, tmp_path / "o", 1), *flag) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1] == f"alignkit distill: error: {message}"
+    assert run_cli("distill", *distill_flags(tiny_dir, random_teacher, data, tmp_path / "o", 1), "--distill.loss", "kl") == 2
+    assert "Expected a typing.Literal['forward_kl', 'reverse_kl', 'jsd']. Got value: kl" in capsys.readouterr().err
