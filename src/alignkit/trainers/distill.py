@@ -30,7 +30,7 @@ from alignkit.algos.positions import (
 from alignkit.backends.base import LossFn
 from alignkit.backends.factory import build_backend
 from alignkit.config.distill import DistillConfig
-from alignkit.data.packing import PackedBatch, pack
+from alignkit.data.packing import PackedBatch
 from alignkit.data.samples import TokenizedSample
 from alignkit.data.tokenize import tokenize_sft
 from alignkit.errors import ConfigError
@@ -40,6 +40,7 @@ from alignkit.models.teacher import Teacher, TeacherTargets, load_teacher, logit
 from alignkit.trainers.distill_onpolicy import OnPolicyMix
 from alignkit.trainers.launch import launch
 from alignkit.trainers.loop import train_supervised
+from alignkit.trainers.sft import SFTObjective
 from alignkit.trainers.supervised import finish, prepare
 
 
@@ -53,15 +54,13 @@ class StepCounts:
 
     @staticmethod
     def of(samples: Sequence[TokenizedSample]) -> StepCounts:
-        pos = [t for s in samples for t in _target_positions(s)]
-        return StepCounts(float(len(pos)), tuple(bucket_counts(torch.tensor(pos, dtype=torch.long)).tolist()))
-
-
-def _target_positions(s: TokenizedSample) -> list[int]:
-    """Response positions of a sample's targets, as `response_positions` finds them in a packed batch
-    (position 0 is never a target there)."""
-    idx = [t for t in range(1, len(s.loss_mask)) if s.loss_mask[t]]
-    return [t - idx[0] for t in idx]
+        seg, pos = [], []
+        for i, s in enumerate(samples):
+            targets = [t for t in range(1, len(s.loss_mask)) if s.loss_mask[t]]  # position 0 never is (packing)
+            seg += [i] * len(targets)
+            pos += targets
+        where = response_positions(torch.tensor(seg, dtype=torch.long), torch.tensor(pos, dtype=torch.long))
+        return StepCounts(float(len(pos)), tuple(bucket_counts(where).tolist()))
 
 
 def validate_distill(cfg: DistillConfig) -> None:
@@ -81,19 +80,12 @@ def validate_distill(cfg: DistillConfig) -> None:
 
 
 @dataclass(frozen=True)
-class DistillObjective:
-    """Samples -> packed micro-batches; the loss of one micro-batch against the teacher's scores."""
+class DistillObjective(SFTObjective):
+    """SFT's samples and packing; the loss of a micro-batch against the teacher's scores."""
 
     teacher: Teacher
     beta: float
     sft_weight: float
-    pad_id: int
-    max_length: int
-    packing: bool
-    device: torch.device
-
-    def collate(self, samples: Sequence[TokenizedSample]) -> PackedBatch:
-        return pack(list(samples), self.pad_id, self.max_length, self.packing).to(self.device)
 
     def denominator(self, samples: Sequence[TokenizedSample]) -> StepCounts:
         return StepCounts.of(samples)
@@ -126,7 +118,7 @@ class DistillObjective:
         """Shares of the step's per-token means (they add up over micro-batches and workers)."""
         div, fkl, rkl, student_lp = terms.unbind(-1)
         n = counts.tokens
-        out = {"distill_loss": div.sum() / n, "nll": -student_lp.sum() / n, "kl/forward": fkl.sum() / n,
+        out = {"distill_loss": div.sum() / n, "kl/forward": fkl.sum() / n,
                "kl/reverse": rkl.sum() / n, "logp/student": student_lp.sum() / n,
                "logp/teacher": scores.target_logprobs.sum() / n}
         if scores.topk_logprobs is not None:
@@ -137,12 +129,6 @@ class DistillObjective:
             sums = torch.zeros(N_BUCKETS, dtype=values.dtype, device=values.device).index_add(0, bucket, values)
             out |= {f"kl/{name}/pos_{bucket_name(b)}": sums[b] / c for b, c in enumerate(counts.by_bucket) if c}
         return out
-
-    def n_tokens(self, batch: PackedBatch) -> int:
-        return batch.n_tokens
-
-    def sample_tokens(self, sample: TokenizedSample) -> int:
-        return len(sample.input_ids)
 
 
 def run_distill(cfg: DistillConfig) -> dict[str, float]:
@@ -162,8 +148,8 @@ def train_distill(cfg: DistillConfig) -> dict[str, float]:
     backend = build_backend(model, cfg.train, p.total_steps, device, cfg.policy)
     d = cfg.distill
     beta = DIVERGENCE_BETA[d.loss]
-    objective = DistillObjective(teacher, d.beta if beta is None else beta, d.sft_weight, p.tokenizer.pad_token_id,
-                                 cfg.data.max_length, cfg.data.packing, device)
+    objective = DistillObjective(p.tokenizer.pad_token_id, cfg.data.max_length, cfg.data.packing, device, teacher,
+                                 d.beta if beta is None else beta, d.sft_weight)
     mix = OnPolicyMix(cfg, backend, width) if d.lmbda > 0 else None
     last = train_supervised(p.run, backend, objective, p.train, p.evals, p.total_steps, step_samples=mix)
     return finish(p, backend, load_causal_lm, last)
