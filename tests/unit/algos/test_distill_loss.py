@@ -151,3 +151,20 @@ def test_generalized_jsd_matches_trl(beta, temperature):
     (g_ref,) = torch.autograd.grad(ref, student)
     (g,) = torch.autograd.grad(ours, student)
     assert torch.allclose(g, g_ref, atol=1e-6)
+
+
+def test_chunked_rows_keep_no_vocabulary_sized_intermediates_for_backward():
+    # what autograd saves for the backward pass: the chunked loss keeps its inputs (by reference) and
+    # nothing else; the same loss in one pass keeps several (tokens, vocab) float tensors
+    s = torch.randn(64, 1000, requires_grad=True)
+    t, y = torch.randn(64, 1000), torch.randint(1000, (64,))
+    fn = partial(full_vocab_terms, beta=0.5)
+
+    def saved_numel(run) -> int:
+        sizes = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda x: sizes.append(x.numel()) or x, lambda x: x):
+            run()
+        return sum(sizes)
+
+    assert saved_numel(lambda: chunked_rows(fn, s, t, y, chunk=8)) <= s.numel() + t.numel() + y.numel()
+    assert saved_numel(lambda: fn(s, t, y)) > 4 * s.numel()
