@@ -67,14 +67,14 @@ def _start(make_env: EnvFactory, episode: Episode, timeout: float) -> tuple[Any,
     return env, check_reset(resolve(env.reset(seed=seed, **record), timeout))
 
 
-def _cut(gen: Generation, budget: int, tokenizer) -> tuple[Generation, bool]:
-    """The turn kept within `budget` tokens (a prefix of a sample is a sample of a shorter limit), and
-    whether the model ended it itself."""
+def cut_turn(gen: Generation, budget: int, tokenizer) -> Generation:
+    """The turn kept within `budget` tokens, finish "length" when cut (a prefix of a sample is a sample
+    under a shorter limit, with the same log-probs)."""
     if len(gen.response_ids) <= budget:
-        return gen, gen.finish_reason == "stop"
+        return gen
     ids = gen.response_ids[:budget]
     return Generation(gen.prompt_index, ids, gen.logprobs[:budget], "length",
-                      tokenizer.decode(ids, skip_special_tokens=True)), False
+                      tokenizer.decode(ids, skip_special_tokens=True))
 
 
 class _Run:
@@ -127,7 +127,7 @@ class _Run:
         gens = self.engine.generate([self.live[i].traj.ids for i in order], wave_params)
         for i, gen, budget in zip(order, gens, budgets, strict=True):
             live = self.live[i]
-            live.last, _ = _cut(gen, budget, self.tokenizer)
+            live.last = cut_turn(gen, budget, self.tokenizer)
             live.traj.add_sampled(live.last.response_ids, live.last.logprobs, live.last.finish_reason)
 
     def step(self) -> None:

@@ -35,6 +35,15 @@ class ParsedTurn:
     calls: list[ToolCall]
 
 
+def json_arguments(args: Any) -> Any:
+    """Arguments written as a JSON string (the OpenAI API's form, and some models') -> their value;
+    anything else, or text that is not JSON, as it is."""
+    if isinstance(args, str):
+        with contextlib.suppress(json.JSONDecodeError):
+            return json.loads(args) if args.strip() else {}
+    return args
+
+
 def _call_from_json(body: str, number: int) -> ToolCall:
     """`{"name": ..., "arguments": {...}}` (or "parameters", or arguments as a JSON string) -> ToolCall."""
     try:
@@ -43,10 +52,7 @@ def _call_from_json(body: str, number: int) -> ToolCall:
         return ToolCall("", error=f"tool call {number} is not valid JSON ({e.msg} at character {e.pos})")
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str) or not obj["name"]:
         return ToolCall("", error=f'tool call {number} must be an object {{"name": ..., "arguments": {{...}}}}')
-    args = obj.get("arguments", obj.get("parameters", {}))
-    if isinstance(args, str):  # some models write the arguments as a JSON string, as the OpenAI API does
-        with contextlib.suppress(json.JSONDecodeError):  # not JSON: reported as not an object below
-            args = json.loads(args) if args.strip() else {}
+    args = json_arguments(obj.get("arguments", obj.get("parameters", {})))
     if not isinstance(args, dict):
         return ToolCall(obj["name"], error=f"tool call {number} ({obj['name']}): the arguments must be a JSON object")
     return ToolCall(obj["name"], args)
