@@ -185,3 +185,38 @@ def test_bad_requests_are_refused(serve):
     server.close_run(run)
     gone = httpx.post(f"{url}/chat/completions", json=body | {"n": 1}, timeout=10)
     assert gone.status_code == 404 and gone.json()["detail"] == f"alignkit: no open agent run '{run}' (it ended or timed out)"
+
+
+def calculator_reply(prompt: str) -> str:
+    """Calls the calculator on the question, then copies its result (the transcripts' behaviour)."""
+    from alignkit.envs.calculator_task import tool_call_text
+
+    question = prompt.split("<|im_start|>user\n", 1)[1].split("=", 1)[0]
+    if "<|im_start|>tool" not in prompt:
+        return tool_call_text(question)
+    return prompt.rsplit("<|im_start|>tool\n", 1)[1].split("<|im_end|>", 1)[0]
+
+
+def test_agent_code_and_tool_environment_give_the_same_trajectory(tokenizer):
+    """The example's OpenAI-client agent and the tool environment (--env.tools) on the same task and
+    the same model behaviour produce the same token ids, masks and rewards."""
+    from alignkit.config.env import EnvConfig
+    from alignkit.envs.calculator_task import records
+    from alignkit.envs.factory import build_env_factory
+    from alignkit.envs.loop import run_episodes
+    from alignkit.rewards.rules import build_rule
+    from alignkit.user_code import load_object
+
+    example = Path(__file__).parents[2] / "examples" / "agents" / "calculator.py"
+    episodes = [Episode(r, group=i) for i, r in enumerate(records("prompt", 3, seed=4))]
+    server = AgentServer(ScriptedEngine(tokenizer, calculator_reply), tokenizer, PARAMS, Limits()).start()
+    try:
+        agent_trajs = run_agents(server, load_object(f"{example}:run", "--agent"), episodes, timeout_s=30)
+    finally:
+        server.stop()
+    make_env = build_env_factory(EnvConfig(tools=[f"{example}:calc"]), build_rule("exact"))
+    env_trajs = run_episodes(ScriptedEngine(tokenizer, calculator_reply), tokenizer, make_env, episodes, PARAMS,
+                             Limits())
+    for a, e in zip(agent_trajs, env_trajs, strict=True):
+        assert a.reward == e.reward == 1.0 and len(a.turns) == len(e.turns) == 2
+        assert (a.ids, a.trained, a.logprobs, a.turns) == (e.ids, e.trained, e.logprobs, e.turns)
