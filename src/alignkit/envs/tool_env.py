@@ -11,38 +11,35 @@ from __future__ import annotations
 from typing import Any
 
 from alignkit.envs.protocol import Message, Observation
-from alignkit.envs.reward_env import prompt_text, record_prompt, score_one
+from alignkit.envs.reward_env import RewardEnv
 from alignkit.envs.tool_parsers import get_parser
 from alignkit.envs.tools import Tool, run_call
 from alignkit.rewards.base import RewardFn
 
 
-class ToolEnv:
+class ToolEnv(RewardEnv):
     """`tools` the model may call; `reward` scores the final answer; `parser` names the call format
     (envs/tool_parsers.py). A text prompt gets `system_prompt` (when given) as a system message."""
 
     def __init__(self, tools: list[Tool], reward: RewardFn, parser: str = "hermes", prompt_key: str = "prompt",
                  label_key: str = "label", system_prompt: str = ""):
+        super().__init__(reward, prompt_key, label_key)
         self.by_name = {t.name: t for t in tools}
         self.tools = [t.schema for t in tools]  # shown to the model by the chat template
-        self.reward = reward
         self.parse = get_parser(parser)
-        self.prompt_key = prompt_key
-        self.label_key = label_key
         self.system_prompt = system_prompt
 
     def reset(self, seed: int | None = None, **record: Any) -> tuple[Observation, dict[str, Any]]:
-        self.prompt = record_prompt(record, self.prompt_key)
-        self.label = record.get(self.label_key)
-        if isinstance(self.prompt, str):
+        prompt, info = super().reset(seed, **record)
+        if isinstance(prompt, str):
             system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-            return system + [{"role": "user", "content": self.prompt}], {}
-        return self.prompt, {}
+            return system + [{"role": "user", "content": prompt}], info
+        return prompt, info
 
     def step(self, action: str) -> tuple[Observation, float, bool, bool, dict[str, Any]]:
         calls = self.parse(action).calls
-        if not calls:
-            return None, score_one(self.reward, prompt_text(self.prompt), action, self.label), True, False, {}
+        if not calls:  # the final answer
+            return super().step(action)
         results = [run_call(self.by_name, c) for c in calls]
         answers: list[Message] = [r.message for r in results]
         ok = sum(r.ok for r in results)
