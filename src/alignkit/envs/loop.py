@@ -110,10 +110,10 @@ class _Run:
                 fmt = RawFormat(self.tokenizer) if self.raw_text else ChatFormat(
                     self.tokenizer, getattr(env, "tools", None), self.template_kwargs)
                 traj = Builder(fmt.prompt_ids(messages))
-            except AlignkitError as e:
-                self.fail(i, "prompt", str(e))
+                traj.count(out.seconds, info)
+            except (AlignkitError, TypeError, ValueError) as e:
+                self.fail(i, "prompt", f"{type(e).__name__}: {e}")
                 continue
-            traj.count(out.seconds, info)
             self.live[i] = _Live(env, fmt, traj)
 
     def generate(self, params: SamplingParams, wave: int) -> None:
@@ -144,10 +144,10 @@ class _Run:
                 continue
             try:
                 result = check_step(out.value)
-            except Exception as e:
+                live.traj.count(out.seconds, result.info)
+            except Exception as e:  # the environment broke the protocol (a bad tuple, reward, info counter)
                 self.fail(i, where, f"{type(e).__name__}: {e}", live.traj)
                 continue
-            live.traj.count(out.seconds, result.info)
             live.traj.reward_last_turn(result.reward)
             if result.terminated:
                 self.finish(i)
