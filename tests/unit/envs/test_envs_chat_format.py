@@ -138,3 +138,30 @@ def test_trained_ids_are_the_sampled_ids_although_the_template_drops_reasoning(q
     assert "maybe four" not in rendered and "then five" in rendered
     assert qwen.decode(traj.ids) == rendered.replace("<|im_start|>assistant\n4", "<|im_start|>assistant\n"
                                                       "<think>\nmaybe four\n</think>\n\n4").removesuffix("\n")
+
+
+LLAMA3 = ("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+          "{{ m['content'] | trim }}<|eot_id|>{% endfor %}"
+          "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}")
+GEMMA = ("{{ bos_token }}{% for m in messages %}{% set role = 'model' if m['role'] == 'assistant' else m['role'] %}"
+         "<start_of_turn>{{ role }}\n{{ m['content'] | trim }}<end_of_turn>\n{% endfor %}"
+         "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
+
+
+@pytest.mark.parametrize(("template", "specials", "end", "after_end", "after_cut"), [
+    (LLAMA3, ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"], "<|eot_id|>",
+     "<|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+     "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>"
+     "<|start_header_id|>assistant<|end_header_id|>\n\n"),
+    (GEMMA, ["<start_of_turn>", "<end_of_turn>"], "<end_of_turn>",
+     "\n<start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n",
+     "<end_of_turn>\n<start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n"),
+])
+def test_other_template_families(tokenizer, template, specials, end, after_end, after_cut):
+    tok = copy.deepcopy(tokenizer)
+    tok.add_special_tokens({"additional_special_tokens": specials})
+    tok.chat_template = template
+    fmt = ChatFormat(tok)
+    new = [{"role": "user", "content": "hi"}]
+    assert tok.decode(fmt.continuation_ids(new, tok.convert_tokens_to_ids(end), model_ended=True)) == after_end
+    assert tok.decode(fmt.continuation_ids(new, None, model_ended=False)) == after_cut
