@@ -63,3 +63,11 @@ def test_a_rule_reward_without_labels_fails_before_any_model_loads(tmp_path, tin
     assert run_cli("rl", "--preset", "grpo", *flags, "--reward.rules", "exact") == 2
     assert (f"alignkit rl: error: {prompts}:2: missing field 'label': --reward.rules exact compare each response with "
             "the prompt's reference answer") in capsys.readouterr().err
+
+
+def test_an_output_dir_that_cannot_be_made_is_one_line(tmp_path, tiny_dir, capsys):
+    data = synth(tmp_path / "sft.jsonl", n=32)
+    (tmp_path / "a_file").write_text("")
+    assert run_cli("sft", *common_flags(tiny_dir, data, tmp_path / "a_file" / "run", 2)) == 2
+    err = capsys.readouterr().err
+    assert f"alignkit sft: error: cannot write the run lock {tmp_path}/a_file/run" in err and "Not a directory" in err

@@ -21,7 +21,9 @@ import torch
 
 from alignkit.errors import AlignkitError
 
-ENVIRONMENT = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG, errno.EIO}
+# A full disk or quota, a read-only or forbidden folder, a failing device, a file where a folder must be.
+ENVIRONMENT = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
+               errno.ENOTDIR, errno.EISDIR}
 _OS_CODE = re.compile(r"\bcode: (\d+)")  # safetensors: IoError(Os { code: 28, kind: StorageFull, ...
 
 
