@@ -212,6 +212,8 @@ class RunConfig:
     """Seed for data order, initialisation and sampling."""
     resume: str = ""
     """Resume: 'latest' (or a bare --resume) takes the newest checkpoint in output_dir; a path takes that one."""
+    resume_allow: str = ""
+    """Fields a resume may change from the checkpoint's config, comma-separated (e.g. lr,max_steps); others are refused."""
     policy: BackendConfig = field(default_factory=BackendConfig)
     """Training backend of the trained model (the policy in RL)."""
     executor: str = "local"

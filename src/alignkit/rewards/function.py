@@ -14,8 +14,10 @@ The function receives the whole batch and returns one reward per sample::
   parts, and each is logged as `reward/<function name>/<part>`.
 
 The file is imported once, as a module of its own (it may import anything installed, and keep state
-such as a loaded model in module globals). A missing, None, NaN or infinite reward, or a list of the
-wrong length, stops the run with an error that names the function and the sample.
+such as a loaded model in module globals). Each call runs on a worker thread under `--reward.timeout_s`
+(rewards/sandbox.py): a call that hangs, raises or calls `sys.exit`, or returns a missing, None, NaN or
+infinite reward or a list of the wrong length, stops the run with one error that names the function and
+the sample.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from alignkit.rewards.base import RewardInput, RewardOutput
-from alignkit.rewards.validate import RewardError, check_scores, labels_of
+from alignkit.rewards.sandbox import run_user_function
+from alignkit.rewards.validate import RewardError, check_scores
 from alignkit.user_code import load_object
 
 
@@ -51,12 +54,13 @@ class FunctionReward:
     spec: str
     name: str
     fn: Callable[..., Any]
+    timeout_s: float | None = 30.0
 
     def __call__(self, batch: RewardInput) -> RewardOutput:
-        labels = labels_of(batch)
-        result = self.fn(list(batch.prompts), list(batch.responses), labels)
-        return to_output(result, batch, f"reward function {self.spec}")
+        source = f"reward function {self.spec}"
+        return to_output(run_user_function(self.fn, batch, self.timeout_s, source), batch, source)
 
 
-def function_reward(spec: str) -> FunctionReward:
-    return FunctionReward(spec, spec.rpartition(":")[2], load_function(spec))
+def function_reward(spec: str, timeout_s: float | None = 30.0) -> FunctionReward:
+    """The user function `spec`, each call bounded by `timeout_s` seconds (rewards/sandbox.py)."""
+    return FunctionReward(spec, spec.rpartition(":")[2], load_function(spec), timeout_s)
