@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         left = budget - (time.monotonic() - start)
         limit = min(setting.timeouts[name], left)
         if missing := [n for n in needs if outcomes[n].status != "ok"]:
-            outcome = Outcome("skipped", summary=f"needs {missing[0]}, which {outcomes[missing[0]].status}")
+            why = f"needs {missing[0]}, which {outcomes[missing[0]].status}"
+            outcome = Outcome("skipped", summary=why, reason=why)
         elif limit < MIN_START_S:
             outcome = Outcome("skipped", summary=f"budget: {left:.0f} s left", reason=f"budget: {left:.0f} s left")
         else:

@@ -50,9 +50,11 @@ def run(a: Args) -> dict:
     modes = {"default": []}
     if switch_exists(a.chunk_switch):
         modes["off"] = [f"--{key}", off]
-    peaks = {mode: step_peak_mib(a, mode, flags) for mode, flags in modes.items()}
-    figures = {"tokens": s.lp_samples * s.lp_tokens, "switch": a.chunk_switch} | {
-        f"{m}_peak_gib": p / 1024 for m, p in peaks.items()}
+    figures = {"tokens": s.lp_samples * s.lp_tokens, "switch": a.chunk_switch}
+    peaks = {}
+    for mode, flags in modes.items():
+        base, peaks[mode] = step_memory_mib(a, mode, flags)
+        figures |= {f"{mode}_peak_gib": peaks[mode] / 1024, f"{mode}_before_gib": base / 1024}
     if "off" not in peaks:
         reason = (f"--{key} is not a config field yet (issue 11's chunked path; adapt CHUNK_SWITCH in "
                   f"bench/gpu/part_logprob_memory.py): default path only, peak {peaks['default'] / 1024:.2f} GiB")
@@ -62,8 +64,9 @@ def run(a: Args) -> dict:
                                            f"vs {peaks['off'] / 1024:.2f} GiB full (x{figures['chunked_over_full']:.2f})"}
 
 
-def step_peak_mib(a: Args, mode: str, flags: list[str]) -> float:
-    """Peak memory of one `alignkit sft` step over the long sequences, in MiB."""
+def step_memory_mib(a: Args, mode: str, flags: list[str]) -> tuple[float, float]:
+    """Memory in use before one `alignkit sft` step over the long sequences (on the GPU: what an earlier
+    mode left, ~0), and the peak of the command, in MiB."""
     import torch
 
     from alignkit.cli import main as alignkit
@@ -82,7 +85,7 @@ def step_peak_mib(a: Args, mode: str, flags: list[str]) -> float:
     gc.collect()
     if a.device == "cuda":
         torch.cuda.empty_cache()
-    return meter.peak_mib
+    return meter.base_mib, meter.peak_mib
 
 
 if __name__ == "__main__":

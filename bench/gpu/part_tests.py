@@ -44,7 +44,7 @@ def outcomes(junit) -> dict:
         key = {"failure": "failed", "error": "errors", "skipped": "skipped", None: "passed"}[kind]
         counts[key] += 1
         if kind in ("failure", "error"):
-            counts["problems"][name] = (case.find(kind).get("message") or "").splitlines()[:1]
+            counts["problems"][name] = ((case.find(kind).get("message") or "").splitlines() or [""])[0]
     return counts
 
 

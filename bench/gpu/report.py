@@ -28,6 +28,8 @@ def table(outcomes: dict[str, Outcome], width: int = 150) -> str:
 
 
 def rerun_hint(outcomes: dict[str, Outcome]) -> str:
-    """The command that reruns the parts that failed, timed out or were cut by the budget ('' if none)."""
-    again = [n for n, o in outcomes.items() if o.status in ("failed", "timeout") or o.reason.startswith("budget")]
+    """The command that reruns the parts that failed or timed out, and those skipped for want of time or of
+    a part that failed ('' if none)."""
+    again = [n for n, o in outcomes.items()
+             if o.status in ("failed", "timeout") or o.reason.startswith(("budget", "needs"))]
     return f"rerun what failed: scripts/gpu_check.sh --only {','.join(again)}" if again else ""

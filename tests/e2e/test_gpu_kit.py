@@ -13,7 +13,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench" / "gpu"))
 
 from check import PARTS, parse_args  # noqa: E402
-from runner import run_part  # noqa: E402
+from report import rerun_hint  # noqa: E402
+from runner import Outcome, run_part  # noqa: E402
 
 
 def test_dry_run_runs_every_part(tmp_path):
@@ -82,3 +83,11 @@ def test_a_part_result_gives_status_and_figures(tmp_path):
     script = f"import json; open({str(result)!r}, 'w').write(json.dumps({{'status': 'skipped', 'summary': 's', 'figures': {{'a': 1}}}}))"
     out = run_part("x", [sys.executable, "-c", script], 30, tmp_path / "log", result, dict(os.environ))
     assert (out.status, out.summary, out.figures) == ("skipped", "s", {"a": 1})
+
+
+def test_rerun_names_what_failed_and_what_it_held_back():
+    outcomes = {"env": Outcome("ok"), "model": Outcome("timeout"), "grpo": Outcome("skipped", reason="needs model"),
+                "logprob_memory": Outcome("skipped", reason="--model.x is not a config field yet"),
+                "deepspeed": Outcome("skipped", reason="budget: 12 s left")}
+    assert rerun_hint(outcomes) == "rerun what failed: scripts/gpu_check.sh --only model,grpo,deepspeed"
+    assert rerun_hint({"env": Outcome("ok")}) == ""
