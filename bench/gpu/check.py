@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    {name}: {outcome.status} in {outcome.seconds:.0f} s  {outcome.summary}", flush=True)
         write_json(report, header | {"elapsed_s": time.monotonic() - start}, outcomes)
     metrics = work / "grpo" / "run_alignkit_gpu_check" / "metrics.jsonl"
-    if metrics.exists():
+    if "grpo" in outcomes and outcomes["grpo"].status == "ok":
         shutil.copy(metrics, args.out / "grpo_metrics.jsonl")
     elapsed = time.monotonic() - start
     print(f"\n{table(outcomes)}\n\nused {elapsed:.0f} s of the {budget:.0f} s budget; report {report}", flush=True)

@@ -12,6 +12,7 @@ the training loop, weights included), and the log-prob mismatch of every step.""
 
 from __future__ import annotations
 
+import shutil
 import time
 
 from partlib import Args, model_dir, part_main, read_result
@@ -30,7 +31,8 @@ def run(a: Args) -> dict:
     s = a.setting
     peak = read_result(a.work, "env").get("figures", {}).get("matmul_peak_tflops")
     work = a.work / "grpo"
-    work.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work, ignore_errors=True)  # a rerun on a warm machine starts afresh
+    work.mkdir(parents=True)
     args = parse_args(["--steps", str(s.grpo_steps), "--warmup", "1", "--micro-batch", str(s.grpo_micro_batch),
                        "--max-new-tokens", str(s.grpo_max_new_tokens), "--device", a.device])
     args.size = "gpu_check"

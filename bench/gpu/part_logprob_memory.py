@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import random
+import shutil
 import typing
 from dataclasses import fields
 
@@ -72,10 +73,12 @@ def step_memory_mib(a: Args, mode: str, flags: list[str]) -> tuple[float, float]
     from alignkit.cli import main as alignkit
 
     s = a.setting
+    out = a.work / f"sft_logprobs_{mode}"
+    shutil.rmtree(out, ignore_errors=True)  # a rerun on a warm machine starts afresh
     meter = MemoryMeter(a.device)
     meter.start()
     rc = alignkit(["sft", "--model.path", str(model_dir(a.work)), "--data.train_files", str(a.work / "long.jsonl"),
-                   "--output_dir", str(a.work / f"sft_logprobs_{mode}"), "--train.max_steps", "1",
+                   "--output_dir", str(out), "--train.max_steps", "1",
                    "--train.batch_size", str(s.lp_samples), "--train.micro_batch_size", str(s.lp_samples),
                    "--data.max_length", str(s.lp_tokens), "--model.dtype", s.dtype, "--train.device", a.device,
                    "--logging.progress", "false", *flags])

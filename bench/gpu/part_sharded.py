@@ -7,6 +7,7 @@ run's wall time (start-up and export included), and whether the final weights we
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ def run(a: Args) -> dict:
         reason = "DeepSpeed is not installed (scripts/gpu_wheels.sh builds its wheel into .whl/)"
         return {"status": "skipped", "reason": reason, "summary": reason, "figures": {}}
     out = a.work / f"sft_{a.backend}"
+    shutil.rmtree(out, ignore_errors=True)  # a rerun on a warm machine starts afresh
     data = a.work / "sft.jsonl"
     write_jsonl(make_records("arithmetic", "sft", s.sft_batch * s.sft_steps, 0), data)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",

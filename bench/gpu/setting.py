@@ -78,7 +78,7 @@ TINY = Setting(
     grpo_steps=2, grpo_max_new_tokens=4, grpo_micro_batch=64,
     sft_steps=2, sft_batch=4, sft_micro_batch=2,
     lp_samples=2, lp_tokens=32,
-    matmul_sizes=(64,),
+    matmul_sizes=(128, 256),
     tests_k="packed_forward_equals_separate",
     timeouts={"env": 60, "tests": 120, "model": 60, "generate": 60, "grpo": 120, "fsdp2": 120,
               "logprob_memory": 90, "deepspeed": 150},

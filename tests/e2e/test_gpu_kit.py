@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench" / "gpu"))
 
 from check import PARTS, parse_args  # noqa: E402
+from part_logprob_memory import switch_exists  # noqa: E402
 from report import rerun_hint  # noqa: E402
 from runner import Outcome, run_part  # noqa: E402
 
@@ -20,14 +21,14 @@ from runner import Outcome, run_part  # noqa: E402
 def test_dry_run_runs_every_part(tmp_path):
     env = os.environ | {"PYTHON": sys.executable, "OUT": str(tmp_path / "out"),
                         "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(["bash", "scripts/gpu_check.sh", "--dry-run", "--work", str(tmp_path / "work")],
+    # --chunk-switch: an existing boolean field stands in for issue 11's switch, so both modes are measured
+    done = subprocess.run(["bash", "scripts/gpu_check.sh", "--dry-run", "--work", str(tmp_path / "work"),
+                           "--chunk-switch", "data.packing=false"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-3000:]
     parts = json.loads((tmp_path / "out" / "gpu_check.json").read_text())["parts"]
     assert list(parts) == list(PARTS)
-    for name, part in parts.items():
-        # logprob_memory measures only the default path until issue 11's switch exists
-        assert part["status"] == "ok" or (name == "logprob_memory" and part["status"] == "skipped"), (name, part)
+    assert {name: part["status"] for name, part in parts.items()} == dict.fromkeys(PARTS, "ok")
     f = {name: part["figures"] for name, part in parts.items()}
     assert f["tests"]["passed"] == 1 and f["tests"]["failed"] == f["tests"]["errors"] == 0
     assert f["model"]["vocab"] == 2048
@@ -39,7 +40,7 @@ def test_dry_run_runs_every_part(tmp_path):
     assert grpo["mfu_train"] > 0 and grpo["peak_mem_gib"] > 0
     for backend in ("fsdp2", "deepspeed"):
         assert len(f[backend]["losses"]) == 2 and f[backend]["exported"], backend
-    assert f["logprob_memory"]["default_peak_gib"] > 0
+    assert f["logprob_memory"]["default_peak_gib"] > 0 and f["logprob_memory"]["off_peak_gib"] > 0
     assert "used" in done.stdout and "rerun" not in done.stdout
 
 
@@ -91,3 +92,8 @@ def test_rerun_names_what_failed_and_what_it_held_back():
                 "deepspeed": Outcome("skipped", reason="budget: 12 s left")}
     assert rerun_hint(outcomes) == "rerun what failed: scripts/gpu_check.sh --only model,grpo,deepspeed"
     assert rerun_hint({"env": Outcome("ok")}) == ""
+
+
+def test_the_chunk_switch_is_looked_up_in_the_config():
+    assert switch_exists("data.packing=false") and switch_exists("train.lr=0")
+    assert not switch_exists("model.no_such_switch=false") and not switch_exists("nosection.x=1")
