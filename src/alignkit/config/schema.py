@@ -95,6 +95,9 @@ class TrainConfig:
     """Samples (pairs for reward models) per optimizer step."""
     micro_batch_size: int = 4
     """Samples per forward/backward; batch_size / micro_batch_size steps of gradient accumulation."""
+    micro_batch_tokens: int = 0
+    """Fill each forward/backward up to N tokens instead (wins over micro_batch_size; 0: off): samples
+    grouped first-fit-decreasing by length within the step, a longer sample alone (README: Training)."""
     lr: float = 2e-5
     """Peak learning rate (AdamW)."""
     min_lr_ratio: float = 0.1

@@ -11,7 +11,8 @@ EXECUTORS = ("local", "ray")
 
 def validate_run(cfg: RunConfig, accumulation: bool = True) -> None:
     """Checks shared by every training command. `accumulation`: batch_size counts the same things as
-    micro_batch_size (supervised training), so it must be a multiple of it."""
+    micro_batch_size (supervised training), so it must be a multiple of it (unless a token budget,
+    micro_batch_tokens, forms the micro-batches)."""
     t, d = cfg.train, cfg.data
     if not cfg.model.path:
         raise ConfigError("--model.path is required: a local Hugging Face model folder")
@@ -21,7 +22,10 @@ def validate_run(cfg: RunConfig, accumulation: bool = True) -> None:
         raise ConfigError(f"--model.dtype must be one of {', '.join(DTYPES)}, got '{cfg.model.dtype}'")
     if t.batch_size < 1 or t.micro_batch_size < 1:
         raise ConfigError("--train.batch_size and --train.micro_batch_size must be at least 1")
-    if accumulation and t.batch_size % t.micro_batch_size:
+    if t.micro_batch_tokens < 0:
+        raise ConfigError(f"--train.micro_batch_tokens must be at least 0 (0: --train.micro_batch_size samples), "
+                          f"got {t.micro_batch_tokens}")
+    if accumulation and not t.micro_batch_tokens and t.batch_size % t.micro_batch_size:
         raise ConfigError(
             f"--train.batch_size ({t.batch_size}) must be a multiple of --train.micro_batch_size ({t.micro_batch_size})"
         )

@@ -20,47 +20,18 @@ wrong length, stops the run with an error that names the function and the sample
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from alignkit.errors import ConfigError
 from alignkit.rewards.base import RewardInput, RewardOutput
 from alignkit.rewards.validate import RewardError, check_scores, labels_of
+from alignkit.user_code import load_object
 
 
 def load_function(spec: str) -> Callable[..., Any]:
     """`path/to/file.py:name` -> the callable `name` defined in that file."""
-    path, colon, name = spec.rpartition(":")
-    if not colon or not path or not name:
-        raise ConfigError(f"--reward.function must be path/to/file.py:name, got '{spec}'")
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"--reward.function: file not found: {path}")
-    # A name of its own per file, so two reward files both called rewards.py do not collide.
-    module_name = f"alignkit_reward_{abs(hash(str(file.resolve())))}"
-    module_spec = importlib.util.spec_from_file_location(module_name, file)
-    if module_spec is None or module_spec.loader is None:
-        raise ConfigError(f"--reward.function: cannot import {path} as Python")
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as e:
-        del sys.modules[module_name]
-        raise ConfigError(f"--reward.function: importing {path} failed: {type(e).__name__}: {e}") from e
-    fn = getattr(module, name, None)
-    if fn is None:
-        defined = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
-        raise ConfigError(
-            f"--reward.function: {path} defines no '{name}' (callables in it: {', '.join(defined) or 'none'})"
-        )
-    if not callable(fn):
-        raise ConfigError(f"--reward.function: {path}:{name} is a {type(fn).__name__}, not a function")
-    return fn
+    return load_object(spec, "--reward.function")
 
 
 def to_output(result: Any, batch: RewardInput, source: str) -> RewardOutput:

@@ -52,6 +52,9 @@ class Objective(Protocol, Generic[S]):
     def n_tokens(self, batch: Any) -> int:
         """Non-padding tokens in a micro-batch (for tokens/s)."""
 
+    def sample_tokens(self, sample: S) -> int:
+        """Tokens of one sample, all its sequences in full (what `--train.micro_batch_tokens` counts)."""
+
 
 def plan_steps(n_train: int, batch_size: int, max_steps: int, epochs: int) -> tuple[int, int]:
     """(steps per epoch, total steps). The last partial batch of an epoch is dropped."""
@@ -68,23 +71,27 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return order
 
 
-def evaluate(backend: TrainBackend, objective: Objective, samples: Sequence, micro: int) -> dict[str, float]:
-    """Loss and metrics over `samples` (collective: every worker evaluates its shares)."""
+def evaluate(backend: TrainBackend, objective: Objective, samples: Sequence, micro: int,
+             tokens: int = 0) -> dict[str, float]:
+    """Loss and metrics over `samples` (collective: every worker evaluates its shares). Micro-batches of
+    `micro` samples, or of at most `tokens` tokens when `tokens` > 0 (data_parallel.py)."""
     fn, stand_in = objective.loss_fn(objective.denominator(samples)), objective.loss_fn(STAND_IN)
     total: dict[str, float] = {}
-    for mine, real in shares(samples, micro):
+    for mine, real in shares(samples, micro, tokens, objective.sample_tokens):
         out = backend.evaluate(objective.collate(mine), fn if real else stand_in)
         if real:
             add_metrics(total, out)
     return {f"eval_{k}": v for k, v in all_reduce_metrics(total).items()}
 
 
-def train_step(backend: TrainBackend, objective: Objective, batch: Sequence, micro: int) -> dict[str, float]:
-    """One optimizer step on `batch`: this worker's shares of its micro-batches, gradients accumulated
-    (summed over the workers by a sharded backend); loss metrics and tokens summed over the workers."""
+def train_step(backend: TrainBackend, objective: Objective, batch: Sequence, micro: int,
+               tokens: int = 0) -> dict[str, float]:
+    """One optimizer step on `batch`: this worker's shares of its micro-batches (`micro` samples, or at
+    most `tokens` tokens when `tokens` > 0), gradients accumulated (summed over the workers by a sharded
+    backend); loss metrics and tokens summed over the workers."""
     fn, stand_in = objective.loss_fn(objective.denominator(batch)), objective.loss_fn(STAND_IN)
     metrics: dict[str, float] = {"tokens": 0}
-    for mine, real in shares(batch, micro):
+    for mine, real in shares(batch, micro, tokens, objective.sample_tokens):
         mb = objective.collate(mine)
         out = backend.forward_backward(mb, fn if real else stand_in)
         if real:
@@ -133,13 +140,13 @@ def train_supervised(
             order = epoch_order(len(train), cfg.seed, state.epoch)
             batch = [train[i] for i in order[state.sample_offset : state.sample_offset + t.batch_size]]
             t0 = time.perf_counter()
-            metrics = train_step(backend, objective, batch, t.micro_batch_size)
+            metrics = train_step(backend, objective, batch, t.micro_batch_size, t.micro_batch_tokens)
             state.step += 1
             dt = time.perf_counter() - t0
             metrics |= {"epoch": state.epoch, "tokens_per_s": metrics["tokens"] / dt, "step_time_s": dt}
             is_last = state.step == total_steps
             if evals and (is_last or (t.eval_steps and state.step % t.eval_steps == 0)):
-                metrics |= evaluate(backend, objective, evals, t.micro_batch_size)
+                metrics |= evaluate(backend, objective, evals, t.micro_batch_size, t.micro_batch_tokens)
             metrics["elapsed_s"] = time.perf_counter() - start
             logged = state.step % cfg.logging.log_steps == 0 or is_last or any(k.startswith("eval_") for k in metrics)
             if logger is not None and logged:

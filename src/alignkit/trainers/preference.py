@@ -113,6 +113,9 @@ class PairwiseObjective:
     def n_tokens(self, b: PairBatch) -> int:
         return b.tokens
 
+    def sample_tokens(self, item: RefPair) -> int:
+        return item.pair.n_tokens
+
 
 def run_dpo(cfg: DPOConfig) -> dict[str, float]:
     """Train per `cfg` (in this process, or data parallel: trainers/launch.py)."""

@@ -44,6 +44,9 @@ class SFTObjective:
     def n_tokens(self, batch: PackedBatch) -> int:
         return batch.n_tokens
 
+    def sample_tokens(self, sample: TokenizedSample) -> int:
+        return len(sample.input_ids)
+
 
 def run_sft(cfg: SFTConfig) -> dict[str, float]:
     """Train per `cfg` (in this process, or data parallel: trainers/launch.py); writes the run directory
