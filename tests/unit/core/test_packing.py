@@ -37,16 +37,17 @@ def test_pack_layout():
     assert b.n_tokens == 5
 
 
-def test_packed_forward_equals_separate_forwards(tiny_dir):
+def test_packed_forward_equals_separate_forwards(tiny_dir, device):
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir).to(device).eval()
     seqs = [torch.randint(5, 300, (n,)).tolist() for n in (7, 3, 11, 5)]
     packed = pack([sample(s) for s in seqs], pad_id=0, capacity=16)
     assert packed.input_ids.shape[0] < len(seqs)  # really packed
     with torch.no_grad():
-        lp = causal_logprobs(model, packed)
+        lp = causal_logprobs(model, packed.to(device)).cpu()
         for i, s in enumerate(seqs):
-            alone = gather_logprobs(model(torch.tensor([s])).logits, torch.tensor([s]))[0]
+            ids = torch.tensor([s], device=device)
+            alone = gather_logprobs(model(ids).logits, ids)[0].cpu()
             got = lp[packed.seg_ids == i]
             torch.testing.assert_close(got[1:], alone[1:], rtol=1e-5, atol=1e-5)
 
