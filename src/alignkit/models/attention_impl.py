@@ -2,8 +2,8 @@
 when the model supports it, else the first of sdpa, eager that it does, announced in one log line.
 
 Gemma 2 and gpt-oss have no sdpa path (logit soft-capping and attention sinks live in their eager and
-flex kernels); GPT-2 has no flex path; on a CPU, flex_attention cannot apply attention sinks
-(transformers needs the log-sum-exp that CPU flex does not return).
+flex kernels); GPT-2 has no flex path; flex_attention runs on GPUs only (on a CPU, torch 2.13's flex
+attention has no backward, and transformers cannot apply attention sinks with it).
 """
 
 from __future__ import annotations
@@ -43,11 +43,11 @@ def choose_attn_implementation(auto_cls, path: str, requested: str) -> str:
 
 
 def fit_to_device(model, device: torch.device):
-    """Switch a model with attention sinks from flex_attention to eager on a CPU (logged); `model` is the
-    loaded transformers model, changed in place and returned."""
-    impl = model.config._attn_implementation
-    sinks = any(getattr(m, "sinks", None) is not None for m in model.modules())
-    if impl == "flex_attention" and device.type == "cpu" and sinks:
-        log.warning("%s: flex_attention cannot apply attention sinks on a CPU; using eager", type(model).__name__)
-        model.set_attn_implementation("eager")
+    """Switch a model from flex_attention to a fallback on a CPU, where flex attention has no backward
+    (torch 2.13) and cannot apply attention sinks (logged); `model`: the loaded transformers model,
+    changed in place and returned."""
+    if model.config._attn_implementation == "flex_attention" and device.type == "cpu":
+        chosen = next(impl for impl in FALLBACKS if supports(type(model), impl))
+        log.warning("%s: flex_attention has no backward on a CPU; using %s", type(model).__name__, chosen)
+        model.set_attn_implementation(chosen)
     return model
