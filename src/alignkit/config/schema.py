@@ -35,7 +35,7 @@ class ModelConfig:
     dtype: str = "float32"
     """Parameter dtype: float32, bfloat16 or float16."""
     attn_implementation: str = "sdpa"
-    """Attention kernel passed to transformers: sdpa, eager or flash_attention_2."""
+    """Attention kernel: sdpa, eager, flex_attention or flash_attention_2; a model without it runs sdpa, else eager (logged)."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
     lora: LoraConfig = field(default_factory=LoraConfig)
