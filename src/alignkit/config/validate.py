@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from alignkit.config.ranges import check_ranges
 from alignkit.config.schema import RunConfig
 from alignkit.errors import ConfigError
 
@@ -29,8 +30,6 @@ def validate_run(cfg: RunConfig, accumulation: bool = True) -> None:
         raise ConfigError(
             f"--train.batch_size ({t.batch_size}) must be a multiple of --train.micro_batch_size ({t.micro_batch_size})"
         )
-    if t.lr <= 0:
-        raise ConfigError(f"--train.lr must be positive, got {t.lr}")
     if not 0 <= t.warmup_ratio < 1:
         raise ConfigError(f"--train.warmup_ratio must be in [0, 1), got {t.warmup_ratio}")
     if len(t.adam_betas) != 2:
@@ -47,6 +46,11 @@ def validate_run(cfg: RunConfig, accumulation: bool = True) -> None:
         )
     if cfg.checkpoint.keep < 1:
         raise ConfigError("--checkpoint.keep must be at least 1")
+    if cfg.checkpoint.save_steps < 0 or cfg.logging.log_steps < 1:
+        raise ConfigError("--checkpoint.save_steps must be >= 0 and --logging.log_steps >= 1")
+    if cfg.resume_allow and not cfg.resume:
+        raise ConfigError("--resume_allow names fields a resume may change: it needs --resume")
+    check_ranges(cfg)  # ranges and conflicts of every section (config/ranges.py)
 
 
 def validate_executor(cfg: RunConfig) -> None:

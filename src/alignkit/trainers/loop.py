@@ -20,13 +20,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from alignkit.backends.base import LossFn, TrainBackend
-from alignkit.backends.distributed import add_metrics, all_reduce_metrics, rank
+from alignkit.backends.distributed import add_metrics, all_reduce_metrics, first_signal, rank
 from alignkit.checkpoint.state import TrainerState, read_state, save_state
 from alignkit.errors import AlignkitError
 from alignkit.metrics.logger import MetricsLogger
 from alignkit.metrics.progress import progress_bar, short
+from alignkit.runtime.signals import requested
 from alignkit.trainers.data_parallel import STAND_IN, shares
-from alignkit.trainers.run import Run, config_dict
+from alignkit.trainers.run import Run, config_dict, stop_with_checkpoint
 from alignkit.workers.trained import RoleState, restore, role_state
 
 log = logging.getLogger("alignkit")
@@ -109,7 +110,7 @@ def save(run: Run, backend: TrainBackend, state: TrainerState) -> None:
     """A checkpoint of the step: gathered from every worker (collective), written by rank 0."""
     part = role_state(backend)
     if rank() == 0:
-        save_state(run.ckpt_dir, {"model": part.weights}, {"model": part.optim}, state, run.cfg.checkpoint.keep)
+        save_state(run.ckpt_dir, {"model": part.weights}, {"model": part.optim}, state, run.cfg.checkpoint.keep, run.record)
 
 
 def resume(run: Run, backend: TrainBackend) -> TrainerState:
@@ -165,8 +166,11 @@ def train_supervised(
             last = metrics
             bar.update(1)
             bar.set_postfix(short(metrics, ("loss", "accuracy", "eval_loss", "tokens_per_s")))
-            if cfg.checkpoint.save_steps and state.step % cfg.checkpoint.save_steps == 0 and not is_last:
+            periodic = bool(cfg.checkpoint.save_steps) and state.step % cfg.checkpoint.save_steps == 0 and not is_last
+            if periodic:
                 save(run, backend, state)
+            if not is_last and (signum := first_signal(requested(run.dir))) is not None:  # runtime/signals.py
+                stop_with_checkpoint(run, signum, None if periodic else lambda: save(run, backend, state), state.step)
     finally:
         bar.close()
         if logger is not None:
