@@ -20,8 +20,9 @@ class LoraConfig:
     """LoRA scaling numerator (the update is scaled by alpha / rank)."""
     dropout: float = 0.0
     """Dropout on the LoRA input."""
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    """Module names that get adapters ('all-linear' for every linear layer)."""
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    """Layers that get adapters: all-linear (every linear layer of the decoder blocks and the MoE experts;
+    not the LM head or a score head), or names a layer's name ends with, e.g. q_proj v_proj."""
 
 
 @dataclass(frozen=True)

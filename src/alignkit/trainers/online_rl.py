@@ -24,6 +24,7 @@ from alignkit.metrics.logger import MetricsLogger
 from alignkit.metrics.progress import progress_bar, short
 from alignkit.metrics.report import write_report
 from alignkit.models.load import load_tokenizer
+from alignkit.models.padding import pad_id
 from alignkit.orchestration.calls import Call
 from alignkit.orchestration.factory import build_executor
 from alignkit.rollout.base import Generation, SamplingParams
@@ -58,7 +59,7 @@ class OnlineRL:
         self.cfg, self.run, a = cfg, run, cfg.algo
         self.executor = executor
         tokenizer = load_tokenizer(cfg.model)
-        self.pad_id = tokenizer.pad_token_id
+        self.pad_id = pad_id(tokenizer)
         train_recs, eval_recs = load_records(cfg)
         self.stream = PromptStream([to_prompt(r, tokenizer, cfg.data) for r in train_recs], cfg.seed)
         self.eval_prompts = [to_prompt(r, tokenizer, cfg.data) for r in eval_recs[: cfg.eval.max_prompts]]
