@@ -6,12 +6,13 @@ Which weights get an adapter (`--model.lora.target_modules`):
   (`q_proj`, Phi-3's fused `qkv_proj`, GPT-NeoX's `query_key_value`, GPT-2's Conv1D `c_attn` ...),
   and the fused expert weights of MoE blocks. Not the LM head, not a reward model's `score` head
   (which peft trains whole, `modules_to_save`), nothing outside the blocks (embeddings, vision towers).
-- Names: a layer whose name is, or ends with `.` + , one of them (peft's rule), anywhere in the model.
+- Names: a linear layer whose name is, or ends with `.` + , one of them (peft's rule), anywhere in the
+  model, and expert stacks the same way (`gate_up_proj`); `all-linear` among them adds the default set.
   A name that matches nothing is an error that lists the model's own block layers.
 
 MoE experts are 3D parameters in transformers 5 (`mlp.experts.gate_up_proj`, `(experts, ., .)`), not
 linear modules; they are adapted through peft's `target_parameters`, one rank-r adapter per expert, and
-merge into the stack like any LoRA. Routers never get an adapter: the `*Router` modules, and linear
+merge into the stack like any LoRA. The default adapts no router: the `*Router` modules, and linear
 gates with a single output (Qwen2-MoE's `shared_expert_gate`); changing what the router picks is not
 what a low-rank update of the experts is for.
 """
@@ -53,17 +54,21 @@ def _is_router(module: torch.nn.Module) -> bool:
 
 
 def block_layers(model) -> tuple[dict[str, str], dict[str, str]]:
-    """The decoder blocks' linear layers and 3D expert weights: `{full name: name inside its block}`,
-    e.g. `model.layers.0.self_attn.q_proj -> self_attn.q_proj`. Blocks are the entries of the decoder's
-    `nn.ModuleList`s (`model.layers`, GPT-2's `transformer.h`)."""
+    """The decoder blocks' linear layers and 3D expert weights, routers left out: `{full name: name
+    inside its block}`, e.g. `model.layers.0.self_attn.q_proj -> self_attn.q_proj`. Blocks are the
+    entries of the decoder's `nn.ModuleList`s (`model.layers`, GPT-2's `transformer.h`)."""
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
     in_decoder = {id(m) for m in decoder.modules()}
     lists = [n for n, m in model.named_modules() if isinstance(m, torch.nn.ModuleList) and id(m) in in_decoder]
     linear: dict[str, str] = {}
     experts: dict[str, str] = {}
+    routers: list[str] = []
     for name, module in model.named_modules():
         prefix = next((p for p in lists if name.startswith(p + ".")), None)
-        if prefix is None or _is_router(module):
+        if prefix is None or any(name.startswith(r + ".") for r in routers):
+            continue
+        if _is_router(module):
+            routers.append(name)
             continue
         inner = name[len(prefix) + 1 :].partition(".")[2]  # drop the block index
         if _is_linear(module):
@@ -82,19 +87,18 @@ def _matches(name: str, key: str) -> bool:
 def resolve_targets(model, names: list[str]) -> Targets:
     """The layers `names` pick (see the module docstring); a name that matches nothing is a ConfigError."""
     linear, experts = block_layers(model)
-    if names == [ALL_LINEAR]:
-        modules, params = list(linear), list(experts)
-    else:
-        everywhere = {n: m for n, m in model.named_modules() if _is_linear(m)}
-        modules = [n for n in everywhere if any(_matches(n, k) for k in names)]
-        params = [n for n in experts if any(_matches(n, k) for k in names)]
-        missing = [k for k in names if not any(_matches(n, k) for n in [*everywhere, *experts])]
-        if missing:
-            own = sorted(set(linear.values())) + sorted(set(experts.values()))
-            raise ConfigError(
-                f"--model.lora.target_modules: {', '.join(missing)} match{'es' if len(missing) == 1 else ''} no layer "
-                f"of {type(model).__name__}; its decoder blocks' linear layers are {', '.join(own)} (or use all-linear)"
-            )
+    everywhere = [n for n, m in model.named_modules() if _is_linear(m)]
+    keys = [k for k in names if k != ALL_LINEAR]
+    missing = [k for k in keys if not any(_matches(n, k) for n in [*everywhere, *experts])]
+    if missing:
+        own = sorted(set(linear.values())) + sorted(set(experts.values()))
+        raise ConfigError(
+            f"--model.lora.target_modules: {', '.join(missing)} match{'es' if len(missing) == 1 else ''} no layer "
+            f"of {type(model).__name__}; its decoder blocks' linear layers are {', '.join(own)} (or use all-linear)"
+        )
+    every = ALL_LINEAR in names
+    modules = [n for n in everywhere if (every and n in linear) or any(_matches(n, k) for k in keys)]
+    params = [n for n in experts if every or any(_matches(n, k) for k in keys)]
     if not modules and not params:
         raise ConfigError(f"--model.lora.target_modules: {type(model).__name__} has no linear layer in its decoder blocks")
     conv = all(isinstance(model.get_submodule(n), Conv1D) for n in modules) and bool(modules)

@@ -92,6 +92,7 @@ def test_named_targets_and_what_matches_nothing():
     assert resolve_targets(tiny("gpt_neox"), ["query_key_value"]).kinds == ["attention.query_key_value"]
     assert resolve_targets(tiny("mixtral"), ["q_proj", "gate_up_proj"]).kinds == [
         "mlp.experts.gate_up_proj", "self_attn.q_proj"]
+    assert resolve_targets(tiny("gpt2"), ["all-linear", "lm_head"]).kinds == sorted(EXPECTED["gpt2"] + ["lm_head"])
     with pytest.raises(ConfigError) as e:
         resolve_targets(tiny("phi3"), ["q_proj", "k_proj", "v_proj", "o_proj"])
     assert str(e.value) == (
