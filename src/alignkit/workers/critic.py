@@ -26,7 +26,9 @@ class CriticWorker(TrainedRole):
         self.cfg = cfg
         self.device = resolve_device(cfg.train.device)
         self.pad_id = pad_id(load_tokenizer(cfg.model))
+        # the critic reads the policy's token ids: the policy's tokenizer, wherever its weights come from
         model_cfg = ModelConfig(path=cfg.critic.path or cfg.model.path, dtype=cfg.model.dtype,
+                                tokenizer_path=cfg.model.tokenizer_path or cfg.model.path,
                                 attn_implementation=cfg.model.attn_implementation, lora=LoraConfig(rank=0))
         self.model = load_reward_model(model_cfg, self.device)
         train = dataclasses.replace(cfg.train, lr=cfg.critic.lr)

@@ -54,3 +54,15 @@ def test_eos_ids_take_every_id_of_a_list():
     assert eos_ids(tok, model) == {2, 4, 7, 9}
     model.generation_config = None
     assert eos_ids(tok, model) == {2, 4, 9}
+
+
+def test_reward_model_scores_do_not_depend_on_padding(arch_dir):
+    """A llama3-layout reward model (serve-reward's scorer) scores a ragged batch as it scores each alone."""
+    from alignkit.rewards.base import RewardInput
+    from alignkit.rewards.model import ModelReward
+
+    scorer = ModelReward(str(arch_dir("llama3")), normalize=False, batch_size=8, device="cpu")
+    prompts, responses = ["1+1=", "sort: 3 1 2 =", "hi"], ["2", "1 2 3 and more", "hello there"]
+    together = scorer(RewardInput(prompts, responses, [None] * 3)).scores
+    alone = [scorer(RewardInput([p], [r], [None])).scores[0] for p, r in zip(prompts, responses, strict=True)]
+    assert torch.allclose(together, torch.stack(alone), atol=1e-5)
