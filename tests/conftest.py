@@ -10,15 +10,33 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu", choices=("cpu", "cuda"),
+                     help="where the tests that take the `device` fixture run (bench/gpu passes cuda)")
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 
     slow = os.environ.get("ALIGNKIT_SLOW") == "1"
     for item in items:
+        if "device" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.on_device)  # `-m on_device` selects the CUDA-capable tests
         if "slow" in item.keywords and not slow:
             item.add_marker(pytest.mark.skip(reason="slow: set ALIGNKIT_SLOW=1"))
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+
+
+@pytest.fixture(scope="session")
+def device(request):
+    """The torch device of `--device` (cpu by default); the CUDA-capable tests run their model there."""
+    import torch
+
+    name = request.config.getoption("--device")
+    if name == "cuda" and not torch.cuda.is_available():
+        pytest.skip("--device cuda: no CUDA device")
+    return torch.device(name)
 
 
 @pytest.fixture(scope="session")

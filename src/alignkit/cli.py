@@ -190,10 +190,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="alignkit: %(message)s", stream=sys.stderr)
     _quiet_libraries()
+    from alignkit.runtime.disk import disk_error, environment_errno
+    from alignkit.runtime.signals import Stopped
+
     try:
         return COMMANDS[name](rest)
+    except Stopped as e:  # SIGTERM or SIGINT, after a checkpoint (runtime/signals.py)
+        print(f"alignkit {name}: {e}", file=sys.stderr)
+        return e.exit_code
     except AlignkitError as e:
         print(f"alignkit {name}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk or a read-only folder a writer did not name itself
+        if environment_errno(e) is None:
+            raise
+        print(f"alignkit {name}: error: {disk_error(e.filename or '', 'to', e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"alignkit {name}: interrupted", file=sys.stderr)

@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import json
 import keyword
+import re
 import types
 import typing
 from pathlib import Path
@@ -24,6 +25,8 @@ from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
 from alignkit.errors import ConfigError
 
 set_parsing_settings(docstring_parse_attribute_docstrings=True)
+
+_NEGATIVE = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^-inf(inity)?$", re.IGNORECASE)
 
 T = TypeVar("T")
 
@@ -97,6 +100,10 @@ def _normalise_argv(argv: list[str], fields: dict[str, Any]) -> list[str]:
                 out += [tok, values[0]]
             else:
                 out += [tok, json.dumps(values)]
+            continue
+        if not eq and i < len(argv) and _NEGATIVE.match(argv[i]):  # argparse would take -1e-3 for an option
+            out.append(f"{tok}={argv[i]}")
+            i += 1
             continue
         out.append(tok)
     return out

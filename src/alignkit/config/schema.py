@@ -37,7 +37,7 @@ class ModelConfig:
     dtype: str = "float32"
     """Parameter dtype: float32, bfloat16 or float16."""
     attn_implementation: str = "sdpa"
-    """Attention kernel passed to transformers: sdpa, eager or flash_attention_2."""
+    """Attention kernel: sdpa, eager, flex_attention or flash_attention_2; a model without it runs sdpa, else eager (logged)."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
     lora: LoraConfig = field(default_factory=LoraConfig)
@@ -102,6 +102,9 @@ class TrainConfig:
     """Samples (pairs for reward models) per optimizer step."""
     micro_batch_size: int = 4
     """Samples per forward/backward; batch_size / micro_batch_size steps of gradient accumulation."""
+    micro_batch_tokens: int = 0
+    """Fill each forward/backward up to N tokens instead (wins over micro_batch_size; 0: off): samples
+    grouped first-fit-decreasing by length within the step, a longer sample alone (README: Training)."""
     lr: float = 2e-5
     """Peak learning rate (AdamW)."""
     min_lr_ratio: float = 0.1
@@ -216,6 +219,8 @@ class RunConfig:
     """Seed for data order, initialisation and sampling."""
     resume: str = ""
     """Resume: 'latest' (or a bare --resume) takes the newest checkpoint in output_dir; a path takes that one."""
+    resume_allow: str = ""
+    """Fields a resume may change from the checkpoint's config, comma-separated (e.g. lr,max_steps); others are refused."""
     policy: BackendConfig = field(default_factory=BackendConfig)
     """Training backend of the trained model (the policy in RL)."""
     executor: str = "local"

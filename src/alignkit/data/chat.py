@@ -32,6 +32,14 @@ Span = tuple[int, int]
 """Character span [start, end) of a trained assistant turn in a row's text."""
 
 
+def require_chat_template(tokenizer, source: str) -> None:
+    if not getattr(tokenizer, "chat_template", None):
+        raise ModelError(
+            f"{source}: chat data needs a chat template, but the tokenizer has none "
+            "(add one to tokenizer_config.json / chat_template.jinja, or use plain prompt/response text)"
+        )
+
+
 @dataclass(frozen=True)
 class Template:
     """The tokenizer's chat template as a record is rendered: the run's extra template variables and
@@ -49,11 +57,7 @@ class Template:
         return f"field '{self.key}[{i}]'" if self.key else f"message {i} of the conversation"
 
     def render(self, messages: list[Message], add_generation_prompt: bool) -> str:
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise ModelError(
-                f"{self.source}: chat data needs a chat template, but the tokenizer has none "
-                "(add one to tokenizer_config.json / chat_template.jinja, or use plain prompt/response text)"
-            )
+        require_chat_template(self.tokenizer, self.source)
         extra = dict(self.kwargs) | ({"tools": self.tools} if self.tools is not None else {})
         try:
             return self.tokenizer.apply_chat_template(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from alignkit.data.readers import Record
+from alignkit.data.validate import check_finite, check_messages
 from alignkit.errors import DataError
 
 Message = dict[str, Any]
@@ -39,7 +40,9 @@ def messages_value(rec: Record, key: str, v: Any) -> list[Message]:
     for i, m in enumerate(v):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
             raise DataError(f"{rec.source}: field '{key}[{i}]' must be an object with string 'role' and 'content'")
-    return [dict(m) for m in v]
+    messages = [dict(m) for m in v]
+    check_messages(rec.source, key, messages)
+    return messages
 
 
 def text_or_messages(rec: Record, key: str) -> str | list[Message]:
@@ -65,4 +68,4 @@ def number_field(rec: Record, key: str, default: float) -> float:
     v = rec.data[key]
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise DataError(f"{rec.source}: field '{key}' must be a number, got {_type_name(v)}")
-    return float(v)
+    return check_finite(rec.source, key, float(v))

@@ -7,10 +7,13 @@ import torch
 
 from alignkit.algos.entropy import entropy_from_logits
 from alignkit.data.packing import PackedBatch
+from alignkit.models.attention_mask import packed_attention_mask
 
 
 def _unwrap(model):
-    """The transformers model under a peft wrapper (LoRA layers stay injected in it)."""
+    """The transformers model under a DeepSpeed engine (whose own `config` is DeepSpeed's) and a peft
+    wrapper (LoRA layers stay injected in it)."""
+    model = getattr(model, "module", model)
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
@@ -19,25 +22,16 @@ def uses_varlen_kernel(model) -> bool:
     return str(getattr(_unwrap(model).config, "_attn_implementation", "")).startswith("flash")
 
 
-def block_causal_mask(seg_ids: torch.Tensor, parent: torch.Tensor | None = None) -> torch.Tensor:
-    """`(rows, 1, seq, seq)` bool: token i attends to token j <= i of the same segment, or of the
-    shared prompt its segment continues (`parent`, see data/packing.py). Padding (seg -1) attends to
-    itself only, so no row of the mask is empty (that would give NaN)."""
-    t = seg_ids.shape[1]
-    same = seg_ids[:, :, None] == seg_ids[:, None, :]
-    if parent is not None:
-        own = torch.where(seg_ids >= 0, parent[seg_ids.clamp(min=0)], -1)
-        same = same | ((own[:, :, None] == seg_ids[:, None, :]) & (own[:, :, None] >= 0))
-    causal = torch.ones(t, t, dtype=torch.bool, device=seg_ids.device).tril()
-    eye = torch.eye(t, dtype=torch.bool, device=seg_ids.device)
-    keep = (same & causal & (seg_ids[:, None, :] >= 0)) | eye
-    return keep[:, None]
-
-
-def model_inputs(model, batch: PackedBatch) -> dict[str, torch.Tensor]:
+def model_inputs(model, batch: PackedBatch) -> dict:
+    """Keyword arguments of a forward over a packed batch: ids, position ids and, except for
+    flash-attention (varlen, boundaries from position ids), the packed attention mask in the model's own
+    format, sliding windows and per-layer types included (models/attention_mask.py)."""
     kwargs = {"input_ids": batch.input_ids, "position_ids": batch.position_ids}
     if not uses_varlen_kernel(model):
-        kwargs["attention_mask"] = block_causal_mask(batch.seg_ids, batch.parent)
+        base = _unwrap(model)
+        kwargs["attention_mask"] = packed_attention_mask(
+            base.config, batch.seg_ids, batch.position_ids, batch.parent, base.get_input_embeddings().weight.dtype
+        )
     return kwargs
 
 

@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from alignkit.config.schema import ModelConfig
 from alignkit.errors import ModelError
+from alignkit.models.attention_impl import choose_attn_implementation, fit_to_device
 from alignkit.models.lora import apply_lora
 from alignkit.models.padding import pad_id
 
@@ -64,12 +65,11 @@ def load_tokenizer(cfg: ModelConfig):
 def _load(auto_cls, cfg: ModelConfig, device: torch.device, **kwargs):
     check_model_folder(cfg.path)
     try:
-        model = auto_cls.from_pretrained(
-            cfg.path, dtype=DTYPES[cfg.dtype], attn_implementation=cfg.attn_implementation, **kwargs
-        )
+        impl = choose_attn_implementation(auto_cls, cfg.path, cfg.attn_implementation)
+        model = auto_cls.from_pretrained(cfg.path, dtype=DTYPES[cfg.dtype], attn_implementation=impl, **kwargs)
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot load a model from {cfg.path}: {e}") from None
-    model.to(device)
+    fit_to_device(model, device).to(device)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False

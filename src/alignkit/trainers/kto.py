@@ -90,6 +90,9 @@ class KTOObjective:
     def n_tokens(self, b: KTOBatch) -> int:
         return b.packed.n_tokens
 
+    def sample_tokens(self, item: RefUnpaired) -> int:
+        return len(item.item.sample.input_ids) + len(item.item.kl_sample.input_ids)
+
 
 def run_kto(cfg: KTOConfig) -> dict[str, float]:
     """Train per `cfg` (in this process, or data parallel: trainers/launch.py)."""

@@ -20,13 +20,14 @@ from collections.abc import Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from alignkit.backends.base import LossFn, TrainBackend
-from alignkit.backends.distributed import add_metrics, all_reduce_metrics, rank
+from alignkit.backends.distributed import add_metrics, all_reduce_metrics, first_signal, rank
 from alignkit.checkpoint.state import TrainerState, read_state, save_state
 from alignkit.errors import AlignkitError
 from alignkit.metrics.logger import MetricsLogger
 from alignkit.metrics.progress import progress_bar, short
+from alignkit.runtime.signals import requested
 from alignkit.trainers.data_parallel import STAND_IN, shares
-from alignkit.trainers.run import Run, config_dict
+from alignkit.trainers.run import Run, config_dict, stop_with_checkpoint
 from alignkit.workers.trained import RoleState, restore, role_state
 
 log = logging.getLogger("alignkit")
@@ -52,6 +53,9 @@ class Objective(Protocol, Generic[S]):
     def n_tokens(self, batch: Any) -> int:
         """Non-padding tokens in a micro-batch (for tokens/s)."""
 
+    def sample_tokens(self, sample: S) -> int:
+        """Tokens of one sample, all its sequences in full (what `--train.micro_batch_tokens` counts)."""
+
 
 def plan_steps(n_train: int, batch_size: int, max_steps: int, epochs: int) -> tuple[int, int]:
     """(steps per epoch, total steps). The last partial batch of an epoch is dropped."""
@@ -68,23 +72,27 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return order
 
 
-def evaluate(backend: TrainBackend, objective: Objective, samples: Sequence, micro: int) -> dict[str, float]:
-    """Loss and metrics over `samples` (collective: every worker evaluates its shares)."""
+def evaluate(backend: TrainBackend, objective: Objective, samples: Sequence, micro: int,
+             tokens: int = 0) -> dict[str, float]:
+    """Loss and metrics over `samples` (collective: every worker evaluates its shares). Micro-batches of
+    `micro` samples, or of at most `tokens` tokens when `tokens` > 0 (data_parallel.py)."""
     fn, stand_in = objective.loss_fn(objective.denominator(samples)), objective.loss_fn(STAND_IN)
     total: dict[str, float] = {}
-    for mine, real in shares(samples, micro):
+    for mine, real in shares(samples, micro, tokens, objective.sample_tokens):
         out = backend.evaluate(objective.collate(mine), fn if real else stand_in)
         if real:
             add_metrics(total, out)
     return {f"eval_{k}": v for k, v in all_reduce_metrics(total).items()}
 
 
-def train_step(backend: TrainBackend, objective: Objective, batch: Sequence, micro: int) -> dict[str, float]:
-    """One optimizer step on `batch`: this worker's shares of its micro-batches, gradients accumulated
-    (summed over the workers by a sharded backend); loss metrics and tokens summed over the workers."""
+def train_step(backend: TrainBackend, objective: Objective, batch: Sequence, micro: int,
+               tokens: int = 0) -> dict[str, float]:
+    """One optimizer step on `batch`: this worker's shares of its micro-batches (`micro` samples, or at
+    most `tokens` tokens when `tokens` > 0), gradients accumulated (summed over the workers by a sharded
+    backend); loss metrics and tokens summed over the workers."""
     fn, stand_in = objective.loss_fn(objective.denominator(batch)), objective.loss_fn(STAND_IN)
     metrics: dict[str, float] = {"tokens": 0}
-    for mine, real in shares(batch, micro):
+    for mine, real in shares(batch, micro, tokens, objective.sample_tokens):
         mb = objective.collate(mine)
         out = backend.forward_backward(mb, fn if real else stand_in)
         if real:
@@ -96,7 +104,7 @@ def save(run: Run, backend: TrainBackend, state: TrainerState) -> None:
     """A checkpoint of the step: gathered from every worker (collective), written by rank 0."""
     part = role_state(backend)
     if rank() == 0:
-        save_state(run.ckpt_dir, {"model": part.weights}, {"model": part.optim}, state, run.cfg.checkpoint.keep)
+        save_state(run.ckpt_dir, {"model": part.weights}, {"model": part.optim}, state, run.cfg.checkpoint.keep, run.record)
 
 
 def resume(run: Run, backend: TrainBackend) -> TrainerState:
@@ -133,13 +141,13 @@ def train_supervised(
             order = epoch_order(len(train), cfg.seed, state.epoch)
             batch = [train[i] for i in order[state.sample_offset : state.sample_offset + t.batch_size]]
             t0 = time.perf_counter()
-            metrics = train_step(backend, objective, batch, t.micro_batch_size)
+            metrics = train_step(backend, objective, batch, t.micro_batch_size, t.micro_batch_tokens)
             state.step += 1
             dt = time.perf_counter() - t0
             metrics |= {"epoch": state.epoch, "tokens_per_s": metrics["tokens"] / dt, "step_time_s": dt}
             is_last = state.step == total_steps
             if evals and (is_last or (t.eval_steps and state.step % t.eval_steps == 0)):
-                metrics |= evaluate(backend, objective, evals, t.micro_batch_size)
+                metrics |= evaluate(backend, objective, evals, t.micro_batch_size, t.micro_batch_tokens)
             metrics["elapsed_s"] = time.perf_counter() - start
             logged = state.step % cfg.logging.log_steps == 0 or is_last or any(k.startswith("eval_") for k in metrics)
             if logger is not None and logged:
@@ -147,8 +155,11 @@ def train_supervised(
             last = metrics
             bar.update(1)
             bar.set_postfix(short(metrics, ("loss", "accuracy", "eval_loss", "tokens_per_s")))
-            if cfg.checkpoint.save_steps and state.step % cfg.checkpoint.save_steps == 0 and not is_last:
+            periodic = bool(cfg.checkpoint.save_steps) and state.step % cfg.checkpoint.save_steps == 0 and not is_last
+            if periodic:
                 save(run, backend, state)
+            if not is_last and (signum := first_signal(requested(run.dir))) is not None:  # runtime/signals.py
+                stop_with_checkpoint(run, signum, None if periodic else lambda: save(run, backend, state), state.step)
     finally:
         bar.close()
         if logger is not None:

@@ -51,6 +51,10 @@ def resolve_loss(cfg: DPOConfig) -> tuple[LossSpec, PreferenceConfig]:
     if cfg.loss not in LOSSES:
         raise ConfigError(f"--loss must be one of {', '.join(LOSSES)}, got '{cfg.loss}'")
     spec, o = LOSSES[cfg.loss], cfg.dpo
+    given = [f for f, v in (("--ref.path", cfg.ref.path), ("--ref.precompute", cfg.ref.precompute)) if v]
+    if not spec.uses_ref and given:
+        raise ConfigError(f"--loss {cfg.loss} is reference-free, so {given[0]} would be ignored: drop it, or use a "
+                          "loss with a reference (dpo, cdpo, ipo, rpo)")
     return spec, PreferenceConfig(
         beta=o.beta if o.beta is not None else spec.default_beta,
         label_smoothing=o.label_smoothing if cfg.loss == "cdpo" else 0.0,
@@ -112,6 +116,9 @@ class PairwiseObjective:
 
     def n_tokens(self, b: PairBatch) -> int:
         return b.tokens
+
+    def sample_tokens(self, item: RefPair) -> int:
+        return item.pair.n_tokens
 
 
 def run_dpo(cfg: DPOConfig) -> dict[str, float]:

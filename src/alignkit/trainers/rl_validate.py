@@ -6,6 +6,7 @@ from alignkit.algos.advantages import ADVANTAGE_ESTIMATORS
 from alignkit.algos.aggregate import AGG_MODES
 from alignkit.algos.kl import KL_KINDS
 from alignkit.algos.objective import POLICY_LOSSES
+from alignkit.config.ranges import check_rl_conflicts
 from alignkit.config.rl import RLConfig
 from alignkit.config.validate import validate_executor, validate_run
 from alignkit.errors import ConfigError
@@ -33,6 +34,7 @@ def validate_rl(cfg: RLConfig) -> None:
             f"--algo.advantage {a.advantage} compares samples of the same prompt: "
             f"--rollout.n_samples_per_prompt must be at least 2, got {r.n_samples_per_prompt}"
         )
+    check_rl_conflicts(cfg, GROUP_ESTIMATORS)  # config/ranges.py
     if a.ppo_epochs < 1 or a.mini_batches < 1:
         raise ConfigError("--algo.ppo_epochs and --algo.mini_batches must be at least 1")
     n_seqs = cfg.train.batch_size * r.n_samples_per_prompt

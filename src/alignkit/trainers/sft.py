@@ -54,6 +54,9 @@ class SFTObjective:
     def n_tokens(self, batch: PackedBatch) -> int:
         return batch.n_tokens
 
+    def sample_tokens(self, item: SampleGroup) -> int:
+        return item.n_tokens
+
 
 def run_sft(cfg: SFTConfig) -> dict[str, float]:
     """Train per `cfg` (in this process, or data parallel: trainers/launch.py); writes the run directory

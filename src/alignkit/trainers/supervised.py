@@ -16,6 +16,7 @@ from alignkit.config.validate import validate_run
 from alignkit.data.packing import PairPacker
 from alignkit.data.readers import Record
 from alignkit.data.samples import TokenizeStats
+from alignkit.data.validate import cut_to_max_length
 from alignkit.models.load import load_tokenizer
 from alignkit.models.padding import pad_id
 from alignkit.trainers.loop import plan_steps
@@ -40,7 +41,7 @@ def prepare(cfg: RunConfig, tokenize: Tokenize) -> Prepared:
     validate_run(cfg)
     run = start_run(cfg)
     tokenizer = load_tokenizer(cfg.model)
-    train_recs, eval_recs = load_records(cfg)
+    train_recs, eval_recs = (cut_to_max_length(r, tokenizer, cfg.data) for r in load_records(cfg))
     train, stats = tokenize(train_recs, tokenizer, cfg.data)
     evals, _ = tokenize(eval_recs, tokenizer, cfg.data)
     log.info("data: %s", stats.as_dict())

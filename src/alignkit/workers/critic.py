@@ -42,14 +42,14 @@ class CriticWorker(TrainedRole):
     @torch.no_grad()
     def values(self, exp: Experience) -> torch.Tensor:
         self.model.eval()
-        return gather(exp, lambda mb: self._values(self.model, mb), self.cfg.train.micro_batch_size)
+        return gather(exp, lambda mb: self._values(self.model, mb), self.cfg.train)
 
     def update(self, exp: Experience, clip: float | None, agg: str, totals: StepTotals | None = None) -> dict[str, float]:
         """One optimizer step; `totals` as in `PolicyWorker.update`."""
         step_tokens, step_seqs = dataclasses.astuple(totals or exp.totals())
         max_len = float(self.cfg.rollout.max_new_tokens)
         metrics: dict[str, float] = {}
-        for mb in micro_batches(exp, self.cfg.train.micro_batch_size):
+        for _, mb in micro_batches(exp, self.cfg.train):
             m_mask = mb.response_mask
             denom = micro_denom(agg, step_tokens, step_seqs, float((m_mask.sum(-1) > 0).sum()), max_len)
             share = float(m_mask.sum()) / max(step_tokens, 1.0)

@@ -58,7 +58,7 @@ class PolicyWorker(TrainedRole):
     def logprobs(self, exp: Experience) -> torch.Tensor:
         """`(n, L)` log-probs of every token under the current policy (before this step's update)."""
         self.model.eval()
-        return gather(exp, lambda mb: self._forward(self.model, mb, False)[0], self.cfg.train.micro_batch_size)
+        return gather(exp, lambda mb: self._forward(self.model, mb, False)[0], self.cfg.train)
 
     def update(self, exp: Experience, obj: PolicyObjective, totals: StepTotals | None = None) -> dict[str, float]:
         """One optimizer step on the mini-batch `exp` (micro-batched, exact accumulation). `totals`: the
@@ -67,7 +67,7 @@ class PolicyWorker(TrainedRole):
         step_tokens, step_seqs = dataclasses.astuple(totals or exp.totals())
         max_len = float(self.cfg.rollout.max_new_tokens)
         metrics: dict[str, float] = {}
-        for mb in micro_batches(exp, self.cfg.train.micro_batch_size):
+        for _, mb in micro_batches(exp, self.cfg.train):
             mb_mask = mb.response_mask
             denom = micro_denom(obj.agg, step_tokens, step_seqs, float((mb_mask.sum(-1) > 0).sum()), max_len)
             share = float(mb_mask.sum()) / max(step_tokens, 1.0)

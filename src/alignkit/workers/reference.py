@@ -30,4 +30,4 @@ class ReferenceWorker:
             packed, index = pack_rows(mb.input_ids, mb.lengths, self.pad_id, self.capacity)
             return unpack(causal_forward(self.model, packed.to(self.device), self.temperature)[0], index)
 
-        return gather(exp, fn, self.cfg.train.micro_batch_size)
+        return gather(exp, fn, self.cfg.train)

@@ -76,8 +76,16 @@ def test_help_shows_field_docs():
     (BASE + ["--train.batch_size", "6", "--train.micro_batch_size", "4"],
      "--train.batch_size (6) must be a multiple of --train.micro_batch_size (4)"),
     (BASE + ["--model.dtype", "fp8"], "--model.dtype must be one of float32, bfloat16, float16, got 'fp8'"),
+    (BASE + ["--train.micro_batch_tokens", "-1"],
+     "--train.micro_batch_tokens must be at least 0 (0: --train.micro_batch_size samples), got -1"),
 ])
 def test_value_checks(argv, message):
     with pytest.raises(ConfigError) as e:
         validate_run(parse_config(SFTConfig, argv, "alignkit sft"))
     assert str(e.value) == message
+
+
+def test_a_token_budget_frees_batch_size_from_micro_batch_size():
+    # micro_batch_tokens forms the micro-batches, so batch_size need not be a multiple of micro_batch_size
+    argv = BASE + ["--train.batch_size", "6", "--train.micro_batch_size", "4", "--train.micro_batch_tokens", "256"]
+    validate_run(parse_config(SFTConfig, argv, "alignkit sft"))
