@@ -2,7 +2,8 @@
 kto, rl grpo, rl ppo (its critic is a reward-model head) and sft with LoRA, one or two steps each.
 
 The default subset runs in every CI run and covers a sliding window (mistral), eager-only attention
-(gemma2), MoE (qwen3_moe), absolute positions and Conv1D layers (gpt2) and the Llama-3 token layout
+(gemma2: the default sdpa falls back to eager, models/attention_impl.py), MoE (qwen3_moe), absolute
+positions and Conv1D layers (gpt2) and the Llama-3 token layout
 (llama3: no pad token, a list of EOS ids); the rest of the matrix is marked slow (ALIGNKIT_SLOW=1).
 
 At the first step the policy is its own reference, so, for a model without dropout, the DPO loss is
@@ -23,8 +24,6 @@ from alignkit.models.lora import block_layers
 from alignkit.models.tiny_archs import ARCHS
 
 DEFAULT = {"mistral", "gemma2", "qwen3_moe", "gpt2", "llama3"}
-# Only eager attention until models/load.py falls back by itself (the attention-mask work of issue 11).
-EAGER_ONLY = {"gemma2", "gpt_oss"}
 COMMANDS = ["sft", "rm", "dpo", "kto", "grpo", "ppo", "lora"]
 MATRIX = [pytest.param(a, c, marks=() if a in DEFAULT else pytest.mark.slow, id=f"{a}-{c}")
           for a in sorted(ARCHS) for c in COMMANDS]
@@ -45,7 +44,6 @@ def has_dropout(folder) -> bool:
 
 
 def run(command, arch, model, data, out, tmp_path, steps=1, **extra):
-    extra = ({"model.attn_implementation": "eager"} if arch in EAGER_ONLY else {}) | extra
     if command in ("grpo", "ppo"):
         assert run_cli("rl", "--preset", command, *rl_flags(model, tmp_path, steps, **extra)) == 0
         return read_metrics(tmp_path / "rl")
