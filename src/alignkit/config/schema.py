@@ -40,6 +40,9 @@ class ModelConfig:
     """Attention kernel: sdpa, eager, flex_attention or flash_attention_2; a model without it runs sdpa, else eager (logged)."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
+    dropout: bool = False
+    """Keep the model's dropout while training. Off by default: the losses compare the trained model with
+    the sampler and the reference, which run without dropout (TRL and OpenRLHF switch it off too)."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA settings."""
 

@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from alignkit.config.schema import ModelConfig
 from alignkit.errors import ModelError
 from alignkit.models.attention_impl import choose_attn_implementation, fit_to_device
+from alignkit.models.dropout import disable_dropout
 from alignkit.models.lora import apply_lora
 from alignkit.models.padding import pad_id
 
@@ -70,6 +71,8 @@ def _load(auto_cls, cfg: ModelConfig, device: torch.device, **kwargs):
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot load a model from {cfg.path}: {e}") from None
     fit_to_device(model, device).to(device)
+    if not cfg.dropout and (n := disable_dropout(model)):
+        log.info("%s: %d dropout rates set to 0 for training (--model.dropout true keeps them)", cfg.path, n)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
