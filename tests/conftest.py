@@ -70,3 +70,20 @@ def arch_dir(tmp_path_factory):
         return built[arch]
 
     return build
+
+
+@pytest.fixture(scope="session")
+def qwen3_dir(tiny_dir, tmp_path_factory):
+    """The tiny model with a Qwen3-style chat template (tests/templates/qwen3.jinja): it drops the
+    reasoning of assistant turns before the last user message, and reads `enable_thinking` and `tools`."""
+    import shutil
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    out = tmp_path_factory.mktemp("qwen3") / "model"
+    shutil.copytree(tiny_dir, out)
+    tok = AutoTokenizer.from_pretrained(out)
+    tok.chat_template = (Path(__file__).parent / "templates" / "qwen3.jinja").read_text()
+    tok.save_pretrained(out)
+    return out

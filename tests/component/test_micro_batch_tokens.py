@@ -18,7 +18,7 @@ from alignkit.backends.factory import build_backend
 from alignkit.config.rl import RLConfig
 from alignkit.config.schema import ModelConfig, RefConfig, TrainConfig
 from alignkit.data.packing import PairPacker, first_fit_decreasing
-from alignkit.data.samples import TokenizedPair, TokenizedSample
+from alignkit.data.samples import SampleGroup, TokenizedPair, TokenizedSample
 from alignkit.models.load import load_causal_lm, load_reward_model
 from alignkit.models.reference import Reference, load_frozen
 from alignkit.trainers.loop import train_step
@@ -36,9 +36,14 @@ def sample(rng: random.Random, prompt: list[int], n: int) -> TokenizedSample:
     return TokenizedSample(prompt + [rng.randrange(5, 500) for _ in range(n)], [0] * len(prompt) + [1] * n, "t")
 
 
-def sft_batch() -> list[TokenizedSample]:
+def sft_batch() -> list[SampleGroup]:
+    """SFT records; every third has two rows sharing a prompt (a chat record trained one row per turn)."""
     rng = random.Random(0)
-    return [sample(rng, [rng.randrange(5, 500) for _ in range(3)], rng.randint(1, 24)) for _ in range(10)]
+    out = []
+    for i in range(10):
+        prompt = [rng.randrange(5, 500) for _ in range(3)]
+        out.append(SampleGroup(tuple(sample(rng, prompt, rng.randint(1, 24)) for _ in range(1 + (i % 3 == 0))), "t"))
+    return out
 
 
 def pair_batch() -> list[TokenizedPair]:

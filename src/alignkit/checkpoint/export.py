@@ -14,7 +14,7 @@ import torch.distributed as dist
 from alignkit.backends.distributed import rank
 from alignkit.checkpoint.atomic import atomic_dir
 from alignkit.config.schema import LoraConfig, ModelConfig
-from alignkit.models.load import merged_for_export
+from alignkit.models.lora import merged_for_export
 from alignkit.runtime.disk import writing
 
 LoadModel = Callable[[ModelConfig, torch.device], torch.nn.Module]  # load_causal_lm, load_reward_model

@@ -109,11 +109,13 @@ def _normalise_argv(argv: list[str], fields: dict[str, Any]) -> list[str]:
     return out
 
 
-def _flatten_yaml(d: dict[str, Any], prefix: str = "") -> list[str]:
+def _flatten_yaml(d: dict[str, Any], fields: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys of a YAML mapping; a mapping that is a field's value (a dict field such as
+    `data.chat_template_kwargs`) is one key."""
     keys = []
     for k, v in d.items():
-        if isinstance(v, dict):
-            keys += _flatten_yaml(v, f"{prefix}{k}.")
+        if isinstance(v, dict) and f"{prefix}{k}" not in fields:
+            keys += _flatten_yaml(v, fields, f"{prefix}{k}.")
         else:
             keys.append(f"{prefix}{k}")
     return keys
@@ -129,7 +131,7 @@ def _check_yaml(path: str, fields: dict[str, Any]) -> None:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
-    for key in _flatten_yaml(data):
+    for key in _flatten_yaml(data, fields):
         if key not in fields:
             raise ConfigError(f"{path}: unknown key '{key}'{_suggest(key, list(fields))}")
 

@@ -8,6 +8,7 @@ examples override what a tiny model needs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -20,8 +21,9 @@ class LoraConfig:
     """LoRA scaling numerator (the update is scaled by alpha / rank)."""
     dropout: float = 0.0
     """Dropout on the LoRA input."""
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    """Module names that get adapters ('all-linear' for every linear layer)."""
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    """Layers that get adapters: all-linear (every linear layer of the decoder blocks and the MoE experts;
+    not the LM head or a score head), or names a layer's name ends with, e.g. q_proj v_proj."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class ModelConfig:
     """Attention kernel: sdpa, eager, flex_attention or flash_attention_2; a model without it runs sdpa, else eager (logged)."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
+    dropout: bool = False
+    """Keep the model's dropout while training. Off by default: the losses compare the trained model with
+    the sampler and the reference, which run without dropout (TRL and OpenRLHF switch it off too)."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA settings."""
 
@@ -61,10 +66,15 @@ class DataConfig:
     packing: bool = True
     """Pack several samples into one row (no padding; attention never crosses samples)."""
     share_prompt: bool = True
-    """Preference pairs: put a pair's prompt through the model once for both responses (with packing;
-    not with flash-attention, which cannot express it). Same log-probs, fewer tokens."""
+    """Put a shared prompt through the model once: a preference pair's, for both responses, and a chat
+    record's that trains as several rows (data/chat.py). With packing; not with flash-attention, which
+    cannot express it. Same log-probs, fewer tokens."""
     chat_template: bool = False
     """Render plain prompt/response records through the tokenizer's chat template (chat lists always are)."""
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra variables for the chat template wherever one is rendered, e.g. '{"enable_thinking": false}'."""
+    tools_key: str = "tools"
+    """Field holding a record's tool schemas (a list of objects), passed to the chat template as `tools`."""
     prompt_key: str = "prompt"
     """Field holding the prompt (text or a chat list)."""
     response_key: str = "response"

@@ -31,9 +31,10 @@ CUT_MARGIN = 64
 ROLES = ("system", "user", "assistant", "tool")
 
 
-def check_messages(source: str, key: str, messages: list[dict[str, str]]) -> None:
+def check_messages(source: str, key: str, messages: list[dict[str, Any]]) -> None:
     """Chat roles are known and alternate (system only first; no two user or two assistant turns in a row;
-    tool results only after an assistant turn or another tool result); assistant turns are not empty."""
+    tool results only after an assistant turn or another tool result); assistant turns are not empty (a
+    turn that only calls tools has `tool_calls`)."""
     for i, m in enumerate(messages):
         role, where = m["role"], f"{source}: field '{key}[{i}]'"
         if role not in ROLES:
@@ -45,7 +46,7 @@ def check_messages(source: str, key: str, messages: list[dict[str, str]]) -> Non
             raise DataError(f"{where}: two '{role}' messages in a row; user and assistant turns must alternate")
         if role == "tool" and prev not in ("assistant", "tool"):
             raise DataError(f"{where}: a tool message must follow an assistant message")
-        if role == "assistant" and not m["content"].strip():
+        if role == "assistant" and not m["content"].strip() and not m.get("tool_calls"):
             raise DataError(f"{where}: the assistant message is empty")
 
 

@@ -25,6 +25,7 @@ from alignkit.metrics.logger import MetricsLogger
 from alignkit.metrics.progress import progress_bar, short
 from alignkit.metrics.report import write_report
 from alignkit.models.load import load_tokenizer
+from alignkit.models.padding import pad_id
 from alignkit.orchestration.calls import Call
 from alignkit.orchestration.factory import build_executor
 from alignkit.rewards.rules import label_rules
@@ -62,7 +63,7 @@ class OnlineRL:
         self.cfg, self.run, a = cfg, run, cfg.algo
         self.executor = executor
         tokenizer = load_tokenizer(cfg.model)
-        self.pad_id = tokenizer.pad_token_id
+        self.pad_id = pad_id(tokenizer)
         train_recs, eval_recs = (cut_to_max_length(r, tokenizer, cfg.data) for r in load_records(cfg))
         check_labels(train_recs + eval_recs, cfg.data.label_key, label_rules(cfg.reward.rules))  # before any model
         self.stream = PromptStream([to_prompt(r, tokenizer, cfg.data) for r in train_recs], cfg.seed)

@@ -18,6 +18,7 @@ from alignkit.data.readers import Record
 from alignkit.data.samples import TokenizeStats
 from alignkit.data.validate import cut_to_max_length
 from alignkit.models.load import load_tokenizer
+from alignkit.models.padding import pad_id
 from alignkit.trainers.loop import plan_steps
 from alignkit.trainers.run import Run, load_records, start_run
 
@@ -48,12 +49,17 @@ def prepare(cfg: RunConfig, tokenize: Tokenize) -> Prepared:
     return Prepared(run, tokenizer, train, evals, stats, total)
 
 
-def pair_packer(cfg: RunConfig, p: Prepared) -> PairPacker:
-    """How a run packs preference pairs: prompts shared unless switched off, packing is off, or the
-    attention kernel is flash-attention (it reads sample boundaries from position ids only)."""
+def shares_prompts(cfg: RunConfig) -> bool:
+    """Whether samples that begin alike share their prompt in the forward: unless switched off, packing
+    is off, or the attention kernel is flash-attention (it reads sample boundaries from position ids only)."""
     d = cfg.data
-    share = d.share_prompt and d.packing and not cfg.model.attn_implementation.startswith("flash")
-    return PairPacker(p.tokenizer.pad_token_id, d.max_length, d.packing, share, p.run.device)
+    return d.share_prompt and d.packing and not cfg.model.attn_implementation.startswith("flash")
+
+
+def pair_packer(cfg: RunConfig, p: Prepared) -> PairPacker:
+    """How a run packs preference pairs (`shares_prompts`)."""
+    d = cfg.data
+    return PairPacker(pad_id(p.tokenizer), d.max_length, d.packing, shares_prompts(cfg), p.run.device)
 
 
 def finish(p: Prepared, backend: TrainBackend, load: LoadModel, last: dict[str, float],

@@ -14,6 +14,7 @@ from alignkit.config.schema import LoraConfig, ModelConfig
 from alignkit.data.packing import pack_rows, unpack
 from alignkit.models.forward import token_values
 from alignkit.models.load import load_reward_model, load_tokenizer, resolve_device
+from alignkit.models.padding import pad_id
 from alignkit.workers.experience import Experience, StepTotals
 from alignkit.workers.forward_utils import gather, micro_batches
 from alignkit.workers.policy import capacity
@@ -24,8 +25,10 @@ class CriticWorker(TrainedRole):
     def __init__(self, cfg: RLConfig, total_optim_steps: int):
         self.cfg = cfg
         self.device = resolve_device(cfg.train.device)
-        self.pad_id = load_tokenizer(cfg.model).pad_token_id
+        self.pad_id = pad_id(load_tokenizer(cfg.model))
+        # the critic reads the policy's token ids: the policy's tokenizer, wherever its weights come from
         model_cfg = ModelConfig(path=cfg.critic.path or cfg.model.path, dtype=cfg.model.dtype,
+                                tokenizer_path=cfg.model.tokenizer_path or cfg.model.path,
                                 attn_implementation=cfg.model.attn_implementation, lora=LoraConfig(rank=0))
         self.model = load_reward_model(model_cfg, self.device)
         train = dataclasses.replace(cfg.train, lr=cfg.critic.lr)

@@ -17,6 +17,7 @@ from alignkit.config.rl import RLConfig
 from alignkit.data.packing import pack_rows, unpack
 from alignkit.models.forward import causal_forward
 from alignkit.models.load import load_causal_lm, load_tokenizer, resolve_device
+from alignkit.models.padding import pad_id
 from alignkit.workers.experience import Experience, StepTotals
 from alignkit.workers.forward_utils import gather, micro_batches
 from alignkit.workers.trained import TrainedRole
@@ -40,7 +41,7 @@ class PolicyWorker(TrainedRole):
     def __init__(self, cfg: RLConfig, total_optim_steps: int):
         self.cfg = cfg
         self.device = resolve_device(cfg.train.device)
-        self.pad_id = load_tokenizer(cfg.model).pad_token_id
+        self.pad_id = pad_id(load_tokenizer(cfg.model))
         self.model = load_causal_lm(cfg.model, self.device)
         self.backend = build_backend(self.model, cfg.train, total_optim_steps, self.device, cfg.policy)
         self.capacity = capacity(cfg)

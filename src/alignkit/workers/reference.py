@@ -8,6 +8,7 @@ from alignkit.config.rl import RLConfig
 from alignkit.data.packing import pack_rows, unpack
 from alignkit.models.forward import causal_forward
 from alignkit.models.load import load_tokenizer, resolve_device
+from alignkit.models.padding import pad_id
 from alignkit.models.reference import load_frozen
 from alignkit.workers.experience import Experience
 from alignkit.workers.forward_utils import gather
@@ -18,7 +19,7 @@ class ReferenceWorker:
     def __init__(self, cfg: RLConfig):
         self.cfg = cfg
         self.device = resolve_device(cfg.train.device)
-        self.pad_id = load_tokenizer(cfg.model).pad_token_id
+        self.pad_id = pad_id(load_tokenizer(cfg.model))
         self.model = load_frozen(cfg.model, cfg.ref, self.device)
         self.capacity = capacity(cfg)
         self.temperature = sampling_temperature(cfg)

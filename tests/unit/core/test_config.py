@@ -44,6 +44,15 @@ def test_yaml_then_overrides(tmp_path):
     assert (cfg.model.path, cfg.train.lr, cfg.train.max_steps, cfg.rm.loss) == ("m", 0.5, 3, "logexp")
 
 
+def test_dict_fields_from_a_flag_and_a_yaml_mapping(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("data:\n  chat_template_kwargs:\n    enable_thinking: false\n")
+    assert parse_config(SFTConfig, ["--config", str(f)], "alignkit sft").data.chat_template_kwargs == {
+        "enable_thinking": False}
+    flag = ["--config", str(f), "--data.chat_template_kwargs", '{"enable_thinking": true, "x": 1}']
+    assert parse_config(SFTConfig, flag, "alignkit sft").data.chat_template_kwargs == {"enable_thinking": True, "x": 1}
+
+
 def test_wrong_type_is_a_config_error():
     with pytest.raises(ConfigError, match=r'Parser key "train.lr": Expected a <class .float.>. Got value: abc'):
         parse_config(SFTConfig, BASE + ["--train.lr", "abc"], "alignkit sft")

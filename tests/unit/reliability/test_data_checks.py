@@ -104,4 +104,5 @@ def test_long_texts_are_cut_by_characters_without_changing_samples(tmp_path, tok
     assert recording.longest <= limit
     whole, whole_stats = tokenize_sft(records, tokenizer, CFG)  # the slow way: every character tokenised
     assert cut == whole and cut_stats.as_dict() == whole_stats.as_dict() == {
-        "records": 3, "kept": 2, "truncated": 2, "dropped_empty_after_truncation": 1, "skipped_identical_pairs": 0}
+        "records": 3, "kept": 2, "truncated": 2, "dropped_empty_after_truncation": 1, "skipped_identical_pairs": 0,
+        "multi_row_records": 0}
