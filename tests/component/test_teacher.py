@@ -44,3 +44,17 @@ def test_scores_match_separate_forwards(tiny_dir, tokenizer):
     assert torch.allclose(per_token[:, 1:][batch.loss_mask[:, 1:] > 0], own, atol=1e-5)
     assert targets_of(batch).ids.tolist() == [t for i in order for t, m in zip(samples[i].input_ids, samples[i].loss_mask,
                                                                               strict=True) if m]
+
+
+def test_scores_of_samples_that_share_a_prompt(tiny_dir, tokenizer):
+    # two responses to one prompt, the prompt once in the row: the second response's first token is
+    # predicted by the prompt's last token, not by the token before it in the row
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
+    samples = [encode(tokenizer, "12+7=", r, False, "") for r in ("19", "20 or so")]
+    shared = pack(samples, tokenizer.pad_token_id, capacity=64, groups=[[0, 1]])
+    alone = pack(samples, tokenizer.pad_token_id, capacity=64, packing=False)
+    assert shared.parent is not None and shared.input_ids.shape[0] == 1
+    teacher = Teacher(model, model.config.vocab_size, temperature=T)
+    a, b = teacher.score(shared), teacher.score(alone)
+    assert torch.equal(targets_of(shared).ids, targets_of(alone).ids)
+    assert torch.allclose(a.logits, b.logits, atol=1e-5) and torch.allclose(a.target_logprobs, b.target_logprobs, atol=1e-5)

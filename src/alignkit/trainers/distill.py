@@ -31,17 +31,18 @@ from alignkit.backends.base import LossFn
 from alignkit.backends.factory import build_backend
 from alignkit.config.distill import DistillConfig
 from alignkit.data.packing import PackedBatch
-from alignkit.data.samples import TokenizedSample
+from alignkit.data.samples import SampleGroup
 from alignkit.data.tokenize import tokenize_sft
 from alignkit.errors import ConfigError
 from alignkit.models.load import load_causal_lm
+from alignkit.models.padding import pad_id
 from alignkit.models.targets import target_logits, targets_of
 from alignkit.models.teacher import Teacher, TeacherTargets, load_teacher, logit_rows, shared_width
 from alignkit.trainers.distill_onpolicy import OnPolicyMix
 from alignkit.trainers.launch import launch
 from alignkit.trainers.loop import train_supervised
 from alignkit.trainers.sft import SFTObjective
-from alignkit.trainers.supervised import finish, prepare
+from alignkit.trainers.supervised import finish, prepare, shares_prompts
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,9 @@ class StepCounts:
     by_bucket: tuple[float, ...]
 
     @staticmethod
-    def of(samples: Sequence[TokenizedSample]) -> StepCounts:
+    def of(items: Sequence[SampleGroup]) -> StepCounts:
         seg, pos = [], []
-        for i, s in enumerate(samples):
+        for i, s in enumerate(r for g in items for r in g.samples):
             targets = [t for t in range(1, len(s.loss_mask)) if s.loss_mask[t]]  # position 0 never is (packing)
             seg += [i] * len(targets)
             pos += targets
@@ -69,7 +70,7 @@ def validate_distill(cfg: DistillConfig) -> None:
         raise ConfigError("--teacher.path is required: the teacher's Hugging Face model folder")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DistillObjective(SFTObjective):
     """SFT's samples and packing; the loss of a micro-batch against the teacher's scores."""
 
@@ -77,8 +78,8 @@ class DistillObjective(SFTObjective):
     beta: float
     sft_weight: float
 
-    def denominator(self, samples: Sequence[TokenizedSample]) -> StepCounts:
-        return StepCounts.of(samples)
+    def denominator(self, items: Sequence[SampleGroup]) -> StepCounts:
+        return StepCounts.of(items)
 
     def loss_fn(self, denom: StepCounts | float) -> LossFn:
         # a float is the data-parallel stand-in's infinite denominator: everything divides to 0
@@ -138,8 +139,8 @@ def train_distill(cfg: DistillConfig) -> dict[str, float]:
     backend = build_backend(model, cfg.train, p.total_steps, device, cfg.policy)
     d = cfg.distill
     beta = DIVERGENCE_BETA[d.loss]
-    objective = DistillObjective(p.tokenizer.pad_token_id, cfg.data.max_length, cfg.data.packing, device, teacher,
-                                 d.beta if beta is None else beta, d.sft_weight)
+    objective = DistillObjective(pad_id(p.tokenizer), cfg.data.max_length, cfg.data.packing, device, shares_prompts(cfg),
+                                 teacher=teacher, beta=d.beta if beta is None else beta, sft_weight=d.sft_weight)
     mix = OnPolicyMix(cfg, backend, width) if d.lmbda > 0 else None
     last = train_supervised(p.run, backend, objective, p.train, p.evals, p.total_steps, step_samples=mix)
     return finish(p, backend, load_causal_lm, last)

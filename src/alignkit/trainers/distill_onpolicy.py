@@ -17,27 +17,30 @@ from collections.abc import Sequence
 from alignkit.backends.base import TrainBackend
 from alignkit.config.distill import DistillConfig
 from alignkit.config.rollout import RolloutConfig
-from alignkit.data.samples import TokenizedSample
+from alignkit.data.samples import SampleGroup, TokenizedSample
 from alignkit.workers.rollout import build_engine
 
 
-def prompt_ids(sample: TokenizedSample) -> list[int]:
-    """The tokens before the sample's first target (at least its first token, which is never one)."""
-    first = next((t for t, m in enumerate(sample.loss_mask) if m), len(sample.loss_mask))
-    return sample.input_ids[: max(first, 1)]
+def prompt_ids(group: SampleGroup) -> list[int]:
+    """The tokens before the record's first target (its first row's; at least the first token, which
+    is never a target)."""
+    row = group.samples[0]
+    first = next((t for t, m in enumerate(row.loss_mask) if m), len(row.loss_mask))
+    return row.input_ids[: max(first, 1)]
 
 
-def own_sample(sample: TokenizedSample, response: list[int], max_length: int, width: int) -> TokenizedSample:
-    """The sample with the student's `response` in place of the dataset's: the response is cut before
-    any id >= `width` (a padding row of the student's embedding that the teacher does not score),
-    then the whole sample to `max_length` (the truncation rule of data/tokenize.py). The dataset
-    sample is kept when nothing of the response is left."""
-    prompt = prompt_ids(sample)
+def own_record(group: SampleGroup, response: list[int], max_length: int, width: int) -> SampleGroup:
+    """The record with the student's `response` after its prompt in place of the dataset's response(s)
+    (one row, one turn): the response is cut before any id >= `width` (a padding row of the student's
+    embedding that the teacher does not score), then the row to `max_length` (the truncation rule of
+    data/tokenize.py). The dataset record is kept when nothing of the response is left."""
+    prompt = prompt_ids(group)
     response = response[: next((i for i, t in enumerate(response) if t >= width), len(response))]
     ids = (prompt + response)[:max_length]
     if len(ids) <= len(prompt):
-        return sample
-    return TokenizedSample(ids, [0] * len(prompt) + [1] * (len(ids) - len(prompt)), f"{sample.source} (student)")
+        return group
+    row = TokenizedSample(ids, [0] * len(prompt) + [1] * (len(ids) - len(prompt)), f"{group.source} (student)")
+    return SampleGroup((row,), row.source)
 
 
 class OnPolicyMix:
@@ -51,7 +54,7 @@ class OnPolicyMix:
                                      max_new_tokens=d.max_new_tokens, batch_size=cfg.train.micro_batch_size)
         self.engine = build_engine(cfg.model, self.rollout, cfg.train.device)
 
-    def __call__(self, samples: Sequence[TokenizedSample], step: int) -> tuple[list, dict[str, float]]:
+    def __call__(self, samples: Sequence[SampleGroup], step: int) -> tuple[list, dict[str, float]]:
         rng = random.Random(f"gkd:{self.cfg.seed}:{step}")
         if rng.random() >= self.cfg.distill.lmbda:
             return list(samples), {"on_policy_frac": 0.0}
@@ -62,11 +65,11 @@ class OnPolicyMix:
         room = self.cfg.data.max_length - min(len(p) for p in prompts)
         params = self.rollout.sampling_params(rng.getrandbits(62))
         gens = self.engine.generate(prompts, dataclasses.replace(params, max_new_tokens=min(params.max_new_tokens, room)))
-        out = [own_sample(s, g.response_ids, self.cfg.data.max_length, self.width)
+        out = [own_record(s, g.response_ids, self.cfg.data.max_length, self.width)
                for s, g in zip(samples, gens, strict=True)]
         own = [o for o, s in zip(out, samples, strict=True) if o is not s]
         return out, {
             "on_policy_frac": len(own) / len(out),
-            "on_policy/response_length": sum(sum(o.loss_mask) for o in own) / max(len(own), 1),
+            "on_policy/response_length": sum(sum(o.samples[0].loss_mask) for o in own) / max(len(own), 1),
             "timing/generate": time.perf_counter() - t0,
         }
