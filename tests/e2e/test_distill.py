@@ -180,3 +180,27 @@ def test_bad_options_are_one_line_errors(tmp_path, tiny_dir, random_teacher, cap
         assert capsys.readouterr().err.strip().splitlines()[-1] == f"alignkit distill: error: {message}"
     assert run_cli("distill", *distill_flags(tiny_dir, random_teacher, data, tmp_path / "o", 1), "--distill.loss", "kl") == 2
     assert "Expected a typing.Literal['forward_kl', 'reverse_kl', 'jsd']. Got value: kl" in capsys.readouterr().err
+
+
+def test_chat_records_and_their_on_policy_turn(tmp_path, tiny_dir, random_teacher):
+    # two-turn conversations: the loss covers both assistant turns; an on-policy step replaces the
+    # conversation by the student's answer to its first user turn
+    convo = [{"messages": [{"role": "user", "content": f"{a}+{b}="}, {"role": "assistant", "content": str(a + b)},
+                           {"role": "user", "content": "and 1+1="}, {"role": "assistant", "content": "2"}]}
+             for a in range(4) for b in range(4)]
+    data = tmp_path / "chat.jsonl"
+    write_jsonl(convo, data)
+    out = tmp_path / "chat"
+    assert run_cli("distill", *distill_flags(tiny_dir, random_teacher, data, out, 2, "--train.batch_size", 8,
+                                             "--data.max_length", 48, "--distill.lmbda", 1.0,
+                                             "--distill.max_new_tokens", 4)) == 0
+    rows = read_metrics(out)
+    assert [r["on_policy_frac"] for r in rows] == [1.0, 1.0]
+    assert all(0 < r["on_policy/response_length"] <= 4 and r["kl/forward"] > 0 for r in rows)
+    off = tmp_path / "dataset"
+    assert run_cli("distill", *distill_flags(tiny_dir, random_teacher, data, off, 1, "--train.batch_size", 8,
+                                             "--data.max_length", 48)) == 0
+    # both assistant turns are targets, "N<|im_end|>\n" each: response positions 0-2, then 20-22 (the
+    # second user turn lies between)
+    buckets = {k.removeprefix("kl/forward/pos_") for k in read_metrics(off)[0] if k.startswith("kl/forward/pos_")}
+    assert buckets == {"0", "1", "2-3", "16-31"}
