@@ -26,6 +26,16 @@ QUIET = ["--logging.progress", "false", "--data.max_length", 16]
 ONE_DIGIT = [{"prompt": f"{a}+{b}=", "response": str(a + b)} for a in range(10) for b in range(10)]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run as fast on one thread, and a busy machine's descheduled OpenMP threads cannot
+    stall them (two threads on two shared cores made the accuracy test 50 times slower here)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def accuracy(model_dir, records) -> float:
     """Greedy exact-answer accuracy on `records`' prompts (the demo's measure)."""
     cfg = ModelConfig(path=str(model_dir))
