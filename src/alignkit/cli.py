@@ -18,6 +18,7 @@ commands:
   rm            reward-model training (Bradley-Terry)
   dpo           preference optimisation on pairs: --loss dpo|cdpo|ipo|simpo|orpo|rpo
   kto           KTO on unpaired data (prompt, completion, boolean label)
+  distill       knowledge distillation from a teacher (forward/reverse KL, GKD's JSD, on-policy mix)
   rl            online RL (PPO, GRPO, Dr.GRPO, RLOO, REINFORCE++, DAPO, GSPO): --preset NAME
   rejection-sample  best-of-n by reward -> an SFT file, or best-vs-worst pairs (--mode pairs)
   report        plot a run's metrics to RUN_DIR/report.png
@@ -63,9 +64,11 @@ def cmd_data(argv: list[str]) -> int:
     return 0
 
 
-def _report(name: str, metrics: dict[str, float], out: str) -> None:
-    keys = [k for k in ("loss", "accuracy", "reward_acc", "eval_loss", "eval_accuracy", "eval_reward_acc", "tokens_per_s")
-            if k in metrics]
+REPORTED = ("loss", "accuracy", "reward_acc", "eval_loss", "eval_accuracy", "eval_reward_acc", "tokens_per_s")
+
+
+def _report(name: str, metrics: dict[str, float], out: str, reported: tuple[str, ...] = REPORTED) -> None:
+    keys = [k for k in reported if k in metrics]
     print(f"{name} done: " + ", ".join(f"{k} {metrics[k]:.4g}" for k in keys) + f"; run directory {out}")
 
 
@@ -102,6 +105,16 @@ def cmd_kto(argv: list[str]) -> int:
 
     cfg = _parse(KTOConfig, argv, "alignkit kto")
     _report("kto", run_kto(cfg), cfg.output_dir)
+    return 0
+
+
+def cmd_distill(argv: list[str]) -> int:
+    from alignkit.config.distill import DistillConfig
+    from alignkit.trainers.distill import run_distill
+
+    cfg = _parse(DistillConfig, argv, "alignkit distill")
+    _report(f"distill ({cfg.distill.loss})", run_distill(cfg), cfg.output_dir,
+            ("loss", "kl/reverse", "kl/forward", "eval_loss", "eval_kl/reverse", "tokens_per_s"))
     return 0
 
 
@@ -166,6 +179,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "rm": cmd_rm,
     "dpo": cmd_dpo,
     "kto": cmd_kto,
+    "distill": cmd_distill,
     "rl": cmd_rl,
     "rejection-sample": cmd_rejection_sample,
     "report": cmd_report,

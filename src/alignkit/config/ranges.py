@@ -110,9 +110,21 @@ def _critic(c: Any) -> None:
     positive("critic.lr", c.lr)
 
 
+def _distill(d: Any) -> None:
+    ratio("distill.beta", d.beta)
+    positive("distill.temperature", d.temperature)
+    ratio("distill.lmbda", d.lmbda)
+    positive("distill.max_new_tokens", d.max_new_tokens)
+    non_negative("distill.sft_weight", d.sft_weight)
+
+
+def _teacher(t: Any) -> None:
+    non_negative("teacher.top_k", t.top_k)
+
+
 SECTIONS: dict[str, Callable[[Any], None]] = {
     "train": _train, "data": _data, "model": _model, "dpo": _dpo, "kto": _kto,
-    "algo": _algo, "rollout": _rollout, "critic": _critic,
+    "algo": _algo, "rollout": _rollout, "critic": _critic, "distill": _distill, "teacher": _teacher,
 }  # fmt: skip
 
 

@@ -16,7 +16,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from alignkit.backends.base import LossFn, TrainBackend
@@ -34,6 +34,11 @@ log = logging.getLogger("alignkit")
 
 S = TypeVar("S")
 
+StepSamples = Callable[[list, int], tuple[list, dict[str, float]]]
+"""(the step's samples, the step index) -> (the samples to train on, metrics of the step): a step-level
+transform that reads the current weights (on-policy generation). It must be a function of those and
+the step, so that a resumed run redoes it exactly; every data-parallel worker calls it."""
+
 
 class Objective(Protocol, Generic[S]):
     """How a trainer turns samples into micro-batches and a loss."""
@@ -41,10 +46,11 @@ class Objective(Protocol, Generic[S]):
     def collate(self, samples: Sequence[S]) -> Any:
         """Samples -> one micro-batch on the training device."""
 
-    def denominator(self, samples: Sequence[S]) -> float:
-        """What the step's loss is averaged over (tokens, pairs, ...), for the whole step."""
+    def denominator(self, samples: Sequence[S]) -> Any:
+        """What the step's loss is averaged over (tokens, pairs, ...), for the whole step: a float, or an
+        object of the step's counts that the objective's `loss_fn` reads (distill.py)."""
 
-    def loss_fn(self, denom: float) -> LossFn:
+    def loss_fn(self, denom: Any) -> LossFn:
         """The loss of one micro-batch, divided by the step's `denom`; its metrics add up over
         micro-batches (and workers) to the step's means. `denom` is `STAND_IN` (infinite) for a worker's
         stand-in call (data_parallel.py): the loss is then 0, and any collective a real call makes, the
@@ -122,8 +128,10 @@ def train_supervised(
     train: Sequence,
     evals: Sequence,
     total_steps: int,
+    step_samples: StepSamples | None = None,
 ) -> dict[str, float]:
-    """Run to `total_steps`; returns the last logged metrics (eval included when there is eval data)."""
+    """Run to `total_steps`; returns the last logged metrics (eval included when there is eval data).
+    `step_samples` transforms each step's samples before they are split (evaluation never)."""
     cfg = run.cfg
     t = cfg.train
     per_epoch = len(train) // t.batch_size
@@ -141,7 +149,10 @@ def train_supervised(
             order = epoch_order(len(train), cfg.seed, state.epoch)
             batch = [train[i] for i in order[state.sample_offset : state.sample_offset + t.batch_size]]
             t0 = time.perf_counter()
-            metrics = train_step(backend, objective, batch, t.micro_batch_size, t.micro_batch_tokens)
+            extra: dict[str, float] = {}
+            if step_samples is not None:
+                batch, extra = step_samples(batch, state.step)
+            metrics = train_step(backend, objective, batch, t.micro_batch_size, t.micro_batch_tokens) | extra
             state.step += 1
             dt = time.perf_counter() - t0
             metrics |= {"epoch": state.epoch, "tokens_per_s": metrics["tokens"] / dt, "step_time_s": dt}

@@ -4,12 +4,13 @@ from pathlib import Path
 
 import pytest
 
+from alignkit.config.distill import DistillConfig
 from alignkit.config.parse import parse_config, presets
 from alignkit.config.rl import RLConfig
 from alignkit.config.schema import DPOConfig, KTOConfig, RMConfig, SFTConfig
 
 EXAMPLES = sorted((Path(__file__).parents[3] / "examples").glob("*.yaml"))
-CLASSES = {"sft": SFTConfig, "rm": RMConfig, "dpo": DPOConfig, "kto": KTOConfig}
+CLASSES = {"sft": SFTConfig, "rm": RMConfig, "dpo": DPOConfig, "kto": KTOConfig, "distill": DistillConfig}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)

@@ -3,6 +3,7 @@ numbers on the command line reach those checks as values."""
 
 import pytest
 
+from alignkit.config.distill import DistillConfig
 from alignkit.config.parse import parse_config
 from alignkit.config.rl import RLConfig
 from alignkit.config.schema import DPOConfig, KTOConfig, SFTConfig
@@ -33,6 +34,9 @@ RL = BASE + ["--train.max_steps", "3", "--reward.rules", "exact"]
     (RLConfig, ["--algo.dual_clip", "0.5"], "--algo.dual_clip must be greater than 1 (or null), got 0.5"),
     (RLConfig, ["--rollout.top_p", "0"], "--rollout.top_p must be in (0, 1], got 0.0"),
     (RLConfig, ["--critic.lr", "-1"], "--critic.lr must be positive, got -1.0"),
+    (DistillConfig, ["--distill.beta", "1.5"], "--distill.beta must be in [0, 1], got 1.5"),
+    (DistillConfig, ["--distill.sft_weight", "-1"], "--distill.sft_weight must be >= 0, got -1.0"),
+    (DistillConfig, ["--teacher.top_k", "-1"], "--teacher.top_k must be >= 0, got -1"),
 ])  # fmt: skip
 def test_out_of_range(cls, flags, message):
     cfg = parse_config(cls, (RL if cls is RLConfig else BASE) + flags, "alignkit")
