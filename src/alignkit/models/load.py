@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from alignkit.config.schema import LoraConfig, ModelConfig
 from alignkit.errors import ModelError
+from alignkit.models.lm_head import enable_chunked_logprobs
 
 log = logging.getLogger("alignkit")
 
@@ -71,6 +72,7 @@ def _load(auto_cls, cfg: ModelConfig, device: torch.device, **kwargs):
 
 def load_causal_lm(cfg: ModelConfig, device: torch.device):
     model = _load(AutoModelForCausalLM, cfg, device)
+    enable_chunked_logprobs(model, cfg.logprob_chunk_tokens)
     return apply_lora(model, cfg.lora, "CAUSAL_LM")
 
 
