@@ -126,9 +126,11 @@ def _add_product(acc: torch.Tensor, grad: torch.Tensor, grad_lowp: torch.Tensor,
 
 
 def _gathered(*params: torch.Tensor | None) -> contextlib.AbstractContextManager:
-    """DeepSpeed ZeRO-3 keeps only a shard of each parameter outside the forward of the module that owns
-    it; the backward reads the output layer's weight after that forward, so it gathers it again (a
-    collective, which every worker's backward makes). Other parameters: nothing to do."""
+    """DeepSpeed ZeRO-3 keeps only a shard of each parameter outside the forward and backward of the module
+    that owns it. This backward reads the output layer's weight: ZeRO-3's hook before that layer's backward
+    has normally gathered it (models/forward.py lets the layer's output reach the loss); where autograd
+    ran this backward first, gather it here (a collective, which every worker's backward makes). Other
+    parameters: nothing to do."""
     partitioned = [p for p in params if p is not None and hasattr(p, "ds_status")]
     if not partitioned:
         return contextlib.nullcontext()

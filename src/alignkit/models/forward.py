@@ -134,12 +134,17 @@ def chunked_causal_forward(
                                        temperature, head.chunk_tokens, with_entropy))
         return (hidden[:, :0],)
 
-    hook = _unwrap(model).get_output_embeddings().register_forward_pre_hook(run_head)
+    layer = _unwrap(model).get_output_embeddings()
+    hook = layer.register_forward_pre_hook(run_head)
     try:
-        model(**model_inputs(model, batch), use_cache=False)
+        logits = model(**model_inputs(model, batch), use_cache=False).logits
     finally:
         hook.remove()
     lp, ent = out[0]
+    if hasattr(layer.weight, "ds_status"):
+        # DeepSpeed ZeRO-3 runs its hooks around the output layer's backward (gather, then release and
+        # account for the layer) only when the layer's output reaches the loss: let it, adding 0.
+        lp = lp + logits.sum()
     unpredicted = (src == torch.arange(rows * seq, device=src.device)).view(rows, seq)  # 0, as the full path
     lp = lp.view(rows, seq).masked_fill(unpredicted, 0.0)
     if ent is None:
