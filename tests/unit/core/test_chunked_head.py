@@ -16,6 +16,7 @@ from alignkit.models.chunked_head import HeadFn, chunked_token_stats
 from alignkit.models.forward import causal_forward
 from alignkit.models.lm_head import chunked_head, enable_chunked_logprobs
 from alignkit.models.load import apply_lora, load_causal_lm
+from alignkit.models.tiny_archs import ARCHS
 
 VOCAB = 300
 CHUNK = 5  # divides none of the batches' token counts: the last chunk is short
@@ -104,6 +105,15 @@ def test_softcap_bends_the_probe_logits():
     with torch.no_grad():
         logits = model(input_ids=ids).logits
     assert float(logits.abs().max()) > 1.0  # tanh(x / 2) * 2 is far from x there
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_every_architecture_of_the_matrix_chunks_exactly(arch, arch_dir):
+    # Tied and untied heads, GPT-NeoX's `embed_out`, Gemma 2's soft-capping, MoE and fused-projection bodies.
+    model = load_causal_lm(ModelConfig(path=str(arch_dir(arch)), attn_implementation="eager",
+                                       logprob_chunk_tokens=CHUNK), torch.device("cpu"))
+    assert chunked_head(model) is not None
+    assert_same(model, packed_batch(), temperature=0.9)
 
 
 def test_shared_prompt_packing_and_logged_entropy():
