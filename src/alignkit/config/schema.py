@@ -38,7 +38,7 @@ class ModelConfig:
     """Attention kernel passed to transformers: sdpa, eager or flash_attention_2."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
-    logprob_chunk_tokens: int = 512
+    logprob_chunk_tokens: int = 256
     """Compute log-probs and entropies this many tokens at a time, recomputing each chunk's logits in the backward,
     so only a (chunk x vocab) block of logits exists (0: all (tokens x vocab) logits at once, in fp32)."""
     lora: LoraConfig = field(default_factory=LoraConfig)

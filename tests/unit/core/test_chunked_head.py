@@ -157,7 +157,7 @@ def test_a_logit_function_the_probe_cannot_reproduce_keeps_full_logits(caplog):
 
 
 def test_load_causal_lm_chunks_by_default_and_0_turns_it_off(tiny_dir):
-    assert chunked_head(load_causal_lm(ModelConfig(path=str(tiny_dir)), torch.device("cpu"))).chunk_tokens == 512
+    assert chunked_head(load_causal_lm(ModelConfig(path=str(tiny_dir)), torch.device("cpu"))).chunk_tokens == 256
     assert chunked_head(load_causal_lm(ModelConfig(path=str(tiny_dir), logprob_chunk_tokens=0),
                                        torch.device("cpu"))) is None
 
