@@ -11,13 +11,14 @@ log-likelihood, the backward and an AdamW step, in fp32.
 - `trl`: TRL's `add_fused_lm_head` (what its SFT, DPO, KTO and GRPO trainers use):
   `model(input_ids, labels=input_ids, fused_lm_head=True).loss`.
 Each (vocabulary, shape, side) runs in its own fresh Python process. The memory the full path would need
-is estimated first (its logits, their exponentials and their gradient: 3 x tokens x V x 4 bytes); where
+is estimated first (4.5 x its fp32 logits, tokens x V x 4 bytes: it measured 4.2 x at 1 x 2048 tokens); where
 that exceeds `--mem-limit-gb` it is not run and the table says so.
 
 Peak memory: on CPU, the highest resident set (VmHWM, reset through /proc/self/clear_refs once the model,
 optimizer and batch exist) minus the resident set at that moment; gradients and AdamW state (made in the
 first step) are inside it. On CUDA, `max_memory_allocated` minus the memory allocated at that moment.
-Step time: the median wall time of the steps after `--warmup`.
+Step time: the median wall time of the steps after `--warmup`, and the median CPU time of the process
+(user + system, all threads) over the same steps, which other load on a shared machine disturbs less.
 
     pip install -e '.[bench]'
     python bench/bench_logprobs.py                                  # 152k and 262k, 1x2048 and 8x2048
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -65,6 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1, help="first steps left out of the timing (default: %(default)s)")
     p.add_argument("--mem-limit-gb", type=float, default=0.0,
                    help="skip the full path where its estimate exceeds this (0: 60%% of the memory available now)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads per run (0: torch's default)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: cuda when available (default: %(default)s)")
     p.add_argument("--sides", default=",".join(SIDES), help="comma-separated sides, in this order (default: %(default)s)")
     p.add_argument("--json", default="", help="also write the results as JSON to this file")
@@ -121,6 +124,8 @@ def step_fn(side: str, model, ids, chunk: int):
 def run_one_side(args: argparse.Namespace) -> dict:
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     rows, seq = parse_shape(args.shape)
     model = build(args.vocab, args.hidden, args.layers, seq, device)
@@ -129,9 +134,9 @@ def run_one_side(args: argparse.Namespace) -> dict:
     forward = step_fn(args.side, model, ids, args.chunk)
     meter = MemoryMeter(device)
     meter.start()
-    times, losses = [], []
+    times, cpu, losses = [], [], []
     for _ in range(args.steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         loss = forward()
         loss.backward()
         opt.step()
@@ -140,9 +145,11 @@ def run_one_side(args: argparse.Namespace) -> dict:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     meter.stop()
     version = "alignkit" if args.side != "trl" else __import__("trl").__version__
     return meter.as_dict() | {"median_step_s": statistics.median(times[args.warmup:]), "step_s": times,
+                              "median_cpu_s": statistics.median(cpu[args.warmup:]),
                               "first_loss": losses[0], "version": version, "threads": torch.get_num_threads()}
 
 
@@ -158,8 +165,9 @@ def available_gb() -> float:
 
 
 def full_estimate_gb(vocab: int, tokens: int) -> float:
-    """The full path's logits, their exponentials (logsumexp) and their gradient, fp32."""
-    return 3 * tokens * vocab * 4 / 2**30
+    """4.5 x the full path's fp32 logits: the logits, logsumexp's exponentials, their gradient and the
+    step's other tensors measured 4.2 x the logits at 1 x 2048 tokens."""
+    return 4.5 * tokens * vocab * 4 / 2**30
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -172,8 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     limit = args.mem_limit_gb or 0.6 * (available_gb() if device == "cpu" else 1e9)
     child = without(list(argv if argv is not None else sys.argv[1:]), "--json", "--vocabs", "--shapes", "--sides")
     print(f"Token log-probs: random Llama {args.hidden}x{args.layers} (untied head), fp32, {device}, "
-          f"{args.steps} steps ({args.warmup} warm-up); {machine()}; full path skipped above {limit:.1f} GB",
-          flush=True)
+          f"{args.steps} steps ({args.warmup} warm-up); {machine()}" + (f"; --threads {args.threads}" if args.threads else "")
+          + f"; full path skipped above {limit:.1f} GB; load average {os.getloadavg()[0]:.1f}", flush=True)
     results = []
     for vocab in (int(v) for v in comma_list(args.vocabs)):
         for shape in comma_list(args.shapes):
@@ -189,31 +197,35 @@ def main(argv: list[str] | None = None) -> None:
                                [*child, "--vocab", str(vocab), "--shape", shape], timeout=3600)
                 results.append(row | res)
                 print(f"  {vocab:>7} {shape:>7} {side:>8}: peak {res['mem_delta_mib']:8.0f} MiB, "
-                      f"median step {res['median_step_s']:6.2f} s, first loss {res['first_loss']:.4f}", flush=True)
+                      f"median step {res['median_step_s']:6.2f} s ({res['median_cpu_s']:6.2f} CPU s), "
+                      f"first loss {res['first_loss']:.4f}", flush=True)
     print(report(results, args))
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (1 min), {os.getloadavg()[2]:.1f} (15 min)")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
 
 
 def report(results: list[dict], args: argparse.Namespace) -> str:
-    headers = ["vocab", "tokens", "side", "peak mem MiB", "median step s", "first loss", "vs full mem", "vs trl mem",
-               "vs trl time"]
+    headers = ["vocab", "tokens", "side", "peak mem MiB", "median step s", "CPU s", "first loss", "vs full mem",
+               "vs trl mem", "vs trl time", "vs trl CPU"]
     by = {(r["vocab"], r["shape"], r["side"]): r for r in results}
     rows = []
     for r in results:
         if "skipped" in r:
-            rows.append([r["vocab"], r["shape"], r["side"], r["skipped"], "-", "-", "-", "-", "-"])
+            rows.append([r["vocab"], r["shape"], r["side"], r["skipped"], *["-"] * 7])
             continue
         ratios = []
-        for other, key in (("full", "mem_delta_mib"), ("trl", "mem_delta_mib"), ("trl", "median_step_s")):
+        for other, key in (("full", "mem_delta_mib"), ("trl", "mem_delta_mib"), ("trl", "median_step_s"),
+                           ("trl", "median_cpu_s")):
             o = by.get((r["vocab"], r["shape"], other))
             ratios.append(f"x{r[key] / o[key]:.2f}" if o and "skipped" not in o and r["side"] != other else "-")
         rows.append([r["vocab"], r["shape"], r["side"], f"{r['mem_delta_mib']:.0f}", r["median_step_s"],
-                     f"{r['first_loss']:.4f}", *ratios])
+                     r["median_cpu_s"], f"{r['first_loss']:.4f}", *ratios])
     mem_kind = "allocated CUDA memory" if resolve_device(args.device) == "cuda" else "resident set (VmHWM)"
     note = (f"peak mem: the highest {mem_kind} over {args.steps} training steps (forward, log-probs, mean NLL, "
             f"backward, AdamW) minus the {mem_kind.split(' (')[0]} at their start, each run in its own process; "
-            f"median step s: over the steps after the first {args.warmup}. x: this side / the other.")
+            f"median step s and CPU s (this process, all threads): over the steps after the first {args.warmup}. "
+            f"x: this side / the other.")
     return table(headers, rows, floatfmt=".2f") + "\n" + note
 
 
