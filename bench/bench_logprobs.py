@@ -4,7 +4,7 @@ chunked LM head (models/chunked_head.py) and TRL's fused LM head, side by side i
 Every side trains the same random Llama (`--hidden` x `--layers`, untied output layer, vocabulary V,
 built from a config with seed 0 in each process) on the same `ROWSxSEQ` random tokens, every token a
 target but each row's first: one step is the forward, the token log-probs, their mean negative
-log-likelihood, the backward and an AdamW step, in fp32.
+log-likelihood, the backward and an AdamW step, in fp32 (`--dtype bfloat16`: the model in bf16).
 - `full`: alignkit's `causal_forward` with `--model.logprob_chunk_tokens 0`, the (tokens x vocab) fp32
   logits at once (alignkit's only path before the chunked head).
 - `chunked`: the same call through the chunked head, `--chunk` tokens at a time (default: the config's).
@@ -66,7 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=3, help="training steps per run (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=1, help="first steps left out of the timing (default: %(default)s)")
     p.add_argument("--mem-limit-gb", type=float, default=0.0,
-                   help="skip the full path where its estimate exceeds this (0: 60%% of the memory available now)")
+                   help="skip the full path where its estimate (GiB) exceeds this (0: 60%% of the memory available now)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="model dtype (default: %(default)s)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads per run (0: torch's default)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: cuda when available (default: %(default)s)")
     p.add_argument("--sides", default=",".join(SIDES), help="comma-separated sides, in this order (default: %(default)s)")
@@ -84,7 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ------------------------------------------------------------------------------------------- one side
 
 
-def build(vocab: int, hidden: int, layers: int, seq: int, device: str):
+def build(vocab: int, hidden: int, layers: int, seq: int, device: str, dtype: str):
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
@@ -93,7 +94,7 @@ def build(vocab: int, hidden: int, layers: int, seq: int, device: str):
                       num_attention_heads=heads, num_key_value_heads=heads // 2, max_position_embeddings=seq,
                       tie_word_embeddings=False)
     torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa").to(device)
+    return AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa").to(device, getattr(torch, dtype))
 
 
 def step_fn(side: str, model, ids, chunk: int):
@@ -128,7 +129,7 @@ def run_one_side(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     rows, seq = parse_shape(args.shape)
-    model = build(args.vocab, args.hidden, args.layers, seq, device)
+    model = build(args.vocab, args.hidden, args.layers, seq, device, args.dtype)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
     ids = torch.randint(0, args.vocab, (rows, seq), generator=torch.Generator().manual_seed(1)).to(device)
     forward = step_fn(args.side, model, ids, args.chunk)
@@ -179,9 +180,9 @@ def main(argv: list[str] | None = None) -> None:
     device = resolve_device(args.device)
     limit = args.mem_limit_gb or 0.6 * (available_gb() if device == "cpu" else 1e9)
     child = without(list(argv if argv is not None else sys.argv[1:]), "--json", "--vocabs", "--shapes", "--sides")
-    print(f"Token log-probs: random Llama {args.hidden}x{args.layers} (untied head), fp32, {device}, "
+    print(f"Token log-probs: random Llama {args.hidden}x{args.layers} (untied head), {args.dtype}, {device}, "
           f"{args.steps} steps ({args.warmup} warm-up); {machine()}" + (f"; --threads {args.threads}" if args.threads else "")
-          + f"; full path skipped above {limit:.1f} GB; load average {os.getloadavg()[0]:.1f}", flush=True)
+          + f"; full path skipped above {limit:.1f} GiB; load average {os.getloadavg()[0]:.1f}", flush=True)
     results = []
     for vocab in (int(v) for v in comma_list(args.vocabs)):
         for shape in comma_list(args.shapes):
@@ -190,8 +191,8 @@ def main(argv: list[str] | None = None) -> None:
                 row = {"vocab": vocab, "shape": shape, "side": side}
                 need = full_estimate_gb(vocab, rows * seq)
                 if side == "full" and need > limit:
-                    results.append(row | {"skipped": f"needs ~{need:.0f} GB"})
-                    print(f"  {vocab:>7} {shape:>7} {side:>8}: skipped (needs ~{need:.1f} GB)", flush=True)
+                    results.append(row | {"skipped": f"needs ~{need:.0f} GiB"})
+                    print(f"  {vocab:>7} {shape:>7} {side:>8}: skipped (needs ~{need:.1f} GiB)", flush=True)
                     continue
                 res = run_side(Path(__file__).resolve(), side,
                                [*child, "--vocab", str(vocab), "--shape", shape], timeout=3600)
