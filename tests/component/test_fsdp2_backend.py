@@ -1,6 +1,8 @@
 """FSDP2 over 2 CPU processes (gloo) against the one-process torch backend on the same tiny runs: SFT
 on a causal LM, and a critic's and reward model's loss on a sequence-classification model (whose
-forward the backend's hooks must see, models/forward.py).
+forward the backend's hooks must see, models/forward.py). SFT log-probs go through the chunked LM head
+(models/chunked_head.py) 8 tokens at a time, so its backward, which reads the output layer's weight after
+the forward, runs on sharded models too.
 
 Each worker takes half of every step's batch (the caller's data-parallel split) in micro-batches of 2;
 the loss is summed over the GLOBAL token (or sample) count of the step, so the workers' gradients must
@@ -109,7 +111,9 @@ def run_steps(backend, ranks: list[int], steps: range, combine, loss: LossFactor
 
 
 def load(model_dir: str) -> torch.nn.Module:
-    return load_causal_lm(ModelConfig(path=model_dir), CPU)
+    # Log-probs 8 tokens at a time (models/chunked_head.py): a micro-batch spans several chunks, whose
+    # backward reads the output layer's weight outside the forward (gathered again under ZeRO-3).
+    return load_causal_lm(ModelConfig(path=model_dir, logprob_chunk_tokens=8), CPU)
 
 
 def load_value_model(model_dir: str) -> torch.nn.Module:

@@ -43,6 +43,9 @@ class ModelConfig:
     dropout: bool = False
     """Keep the model's dropout while training. Off by default: the losses compare the trained model with
     the sampler and the reference, which run without dropout (TRL and OpenRLHF switch it off too)."""
+    logprob_chunk_tokens: int = 256
+    """Compute log-probs and entropies this many tokens at a time, recomputing each chunk's logits in the backward,
+    so only a (chunk x vocab) block of logits exists (0: all (tokens x vocab) logits at once, in fp32)."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA settings."""
 

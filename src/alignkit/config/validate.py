@@ -21,6 +21,8 @@ def validate_run(cfg: RunConfig, accumulation: bool = True) -> None:
         raise ConfigError("--data.train_files is required: one or more data files")
     if cfg.model.dtype not in DTYPES:
         raise ConfigError(f"--model.dtype must be one of {', '.join(DTYPES)}, got '{cfg.model.dtype}'")
+    if cfg.model.logprob_chunk_tokens < 0:
+        raise ConfigError(f"--model.logprob_chunk_tokens must be at least 0 (0: all logits at once), got {cfg.model.logprob_chunk_tokens}")
     if t.batch_size < 1 or t.micro_batch_size < 1:
         raise ConfigError("--train.batch_size and --train.micro_batch_size must be at least 1")
     if t.micro_batch_tokens < 0:

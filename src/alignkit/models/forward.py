@@ -8,6 +8,8 @@ import torch
 from alignkit.algos.entropy import entropy_from_logits
 from alignkit.data.packing import PackedBatch
 from alignkit.models.attention_mask import packed_attention_mask
+from alignkit.models.chunked_head import chunked_token_stats
+from alignkit.models.lm_head import ChunkedHead, chunked_head
 
 
 def _unwrap(model):
@@ -69,7 +71,10 @@ def causal_forward(
     distribution each token was drawn from (same alignment). Positions that start a sample carry
     garbage and must be masked by the caller (`batch.loss_mask` is). The entropy carries a gradient
     only with `entropy_grad` (an entropy bonus): logged alone, it builds no graph over the
-    `(rows, seq, vocab)` softmax."""
+    `(rows, seq, vocab)` softmax. A model loaded with a chunked head (models/lm_head.py, the default)
+    never holds its `(rows, seq, vocab)` logits: see `chunked_causal_forward`."""
+    if (head := chunked_head(_unwrap(model))) is not None:
+        return chunked_causal_forward(model, head, batch, temperature, with_entropy, entropy_grad)
     logits = model(**model_inputs(model, batch), use_cache=False).logits
     lp = gather_logprobs(logits, batch.input_ids, temperature)
     jumps = continuation_starts(batch)
@@ -90,6 +95,55 @@ def causal_forward(
             fixed = entropy_from_logits(logits.reshape(-1, logits.shape[-1])[src].float() / temperature)
             ent = ent.reshape(-1).index_put((first,), fixed).reshape(ent.shape)
     return lp, ent
+
+
+def predicting_positions(batch: PackedBatch) -> torch.Tensor:
+    """`(rows * seq,)`: for each flat position, the flat position whose output predicts its token: the one
+    before it, or for a continuation's first token its shared prompt's last token (`continuation_starts`).
+    A row's first position predicts nothing; it points at itself."""
+    rows, seq = batch.input_ids.shape
+    src = torch.arange(rows * seq, device=batch.input_ids.device) - 1
+    src[::seq] += 1
+    if (jumps := continuation_starts(batch)) is not None:
+        first, prompt_last = jumps
+        src[first] = prompt_last
+    return src
+
+
+def chunked_causal_forward(
+    model, head: ChunkedHead, batch: PackedBatch, temperature: float, with_entropy: bool, entropy_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`causal_forward` through the chunked head (models/chunked_head.py): the model runs its own forward
+    (so a backend's hooks gather and reduce its parameters, see `head_scores`), and a hook on its output
+    layer takes the final hidden states, computes the token log-probs (and entropies) from them a chunk of
+    tokens at a time, and hands the layer an empty slice, so the model's own logits are `(rows, 0, vocab)`."""
+    rows, seq = batch.input_ids.shape
+    src = predicting_positions(batch)
+    out: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+
+    def run_head(module, args):
+        hidden = args[0]
+        flat = hidden.reshape(rows * seq, hidden.shape[-1])[src]
+        out.append(chunked_token_stats(flat, module.weight, module.bias, batch.input_ids.reshape(-1), head.fn,
+                                       temperature, head.chunk_tokens, with_entropy))
+        return (hidden[:, :0],)
+
+    layer = _unwrap(model).get_output_embeddings()
+    hook = layer.register_forward_pre_hook(run_head)
+    try:
+        logits = model(**model_inputs(model, batch), use_cache=False).logits
+    finally:
+        hook.remove()
+    lp, ent = out[0]
+    if hasattr(layer.weight, "ds_status"):
+        # DeepSpeed ZeRO-3 runs its hooks around the output layer's backward (gather, then release and
+        # account for the layer) only when the layer's output reaches the loss: let it, adding 0.
+        lp = lp + logits.sum()
+    unpredicted = (src == torch.arange(rows * seq, device=src.device)).view(rows, seq)  # 0, as the full path
+    lp = lp.view(rows, seq).masked_fill(unpredicted, 0.0)
+    if ent is None:
+        return lp, None
+    return lp, (ent if entropy_grad else ent.detach()).view(rows, seq).masked_fill(unpredicted, 0.0)
 
 
 def causal_logprobs(model, batch: PackedBatch) -> torch.Tensor:

@@ -13,6 +13,7 @@ from alignkit.config.schema import ModelConfig
 from alignkit.errors import ModelError
 from alignkit.models.attention_impl import choose_attn_implementation, fit_to_device
 from alignkit.models.dropout import disable_dropout
+from alignkit.models.lm_head import enable_chunked_logprobs
 from alignkit.models.lora import apply_lora
 from alignkit.models.padding import pad_id
 
@@ -81,6 +82,7 @@ def _load(auto_cls, cfg: ModelConfig, device: torch.device, **kwargs):
 
 def load_causal_lm(cfg: ModelConfig, device: torch.device):
     model = _load(AutoModelForCausalLM, cfg, device)
+    enable_chunked_logprobs(model, cfg.logprob_chunk_tokens)
     return apply_lora(model, cfg.lora, "CAUSAL_LM")
 
 

@@ -78,6 +78,8 @@ def test_help_shows_field_docs():
     (BASE + ["--model.dtype", "fp8"], "--model.dtype must be one of float32, bfloat16, float16, got 'fp8'"),
     (BASE + ["--train.micro_batch_tokens", "-1"],
      "--train.micro_batch_tokens must be at least 0 (0: --train.micro_batch_size samples), got -1"),
+    (BASE + ["--model.logprob_chunk_tokens", "-5"],
+     "--model.logprob_chunk_tokens must be at least 0 (0: all logits at once), got -5"),
 ])
 def test_value_checks(argv, message):
     with pytest.raises(ConfigError) as e:
