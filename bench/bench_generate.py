@@ -11,11 +11,13 @@ then finish at different steps, which is where dropping finished rows pays.
 
     python bench/bench_generate.py                     # both models, all cases
     python bench/bench_generate.py --models 128x2 --repeats 5
+    python bench/bench_generate.py --model-dir runs/qwen --device cuda --dtype bfloat16 --cases sample --json r.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -34,7 +36,7 @@ from alignkit.rollout.hf import HFEngine
 _TEXTS = ["12+7=", "sort: 4 1 3 =", "reverse: abcde =", "What is the answer to the question", "hello"]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="128x2,512x4", help="comma-separated hidden x layers")
     parser.add_argument("--prompts", type=int, default=16, help="distinct prompts")
@@ -46,33 +48,48 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per side (median reported)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    args = parser.parse_args()
+    parser.add_argument("--model-dir", default="", help="a model folder to use instead of building --models")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--cases", default="sample,greedy,sample+eos", help="comma-separated cases")
+    parser.add_argument("--json", default="", help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
     print(
-        f"{args.prompts} prompts x n={args.n}, max {args.max_new_tokens} new tokens, fp32, "
-        f"{torch.get_num_threads()} threads, median of {args.repeats}"
+        f"{args.prompts} prompts x n={args.n}, max {args.max_new_tokens} new tokens, {args.dtype} on "
+        f"{args.device}, {torch.get_num_threads()} threads, median of {args.repeats}"
     )
     print(
         f"{'model':>8} {'case':>11} {'mean len':>8} {'alignkit tok/s':>15} {'generate tok/s':>15} {'ratio':>6}"
     )
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for spec in args.models.split(","):
-            hidden, layers = (int(x) for x in spec.split("x"))
-            folder = build_tiny(TinyModelConfig(output=str(Path(tmp) / spec), hidden=hidden, layers=layers))
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+        for spec in [args.model_dir] if args.model_dir else args.models.split(","):
+            if args.model_dir:
+                folder, spec = Path(args.model_dir), Path(args.model_dir).name
+            else:
+                hidden, layers = (int(x) for x in spec.split("x"))
+                folder = build_tiny(TinyModelConfig(output=str(Path(tmp) / spec), hidden=hidden, layers=layers))
+            dtype = getattr(torch, args.dtype)
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(args.device).eval()
             tokenizer = AutoTokenizer.from_pretrained(folder)
             prompts = [
                 tokenizer(_TEXTS[i % len(_TEXTS)] + " " * (i % 3))["input_ids"] for i in range(args.prompts)
             ]
-            for case in ("sample", "greedy", "sample+eos"):
+            for case in args.cases.split(","):
                 if case == "sample+eos":
                     model.generation_config.eos_token_id = _frequent_tokens(model, tokenizer, prompts, args)
                 ours, theirs, mean_len = _compare(model, tokenizer, prompts, case, args)
                 print(
                     f"{spec:>8} {case:>11} {mean_len:8.1f} {ours:15.0f} {theirs:15.0f} {ours / theirs:6.2f}"
                 )
+                rows.append({"model": spec, "case": case, "completions": args.prompts * args.n,
+                             "mean_len": mean_len, "alignkit_tok_s": ours, "generate_tok_s": theirs,
+                             "ratio": ours / theirs})
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
 
 
 def _compare(model, tokenizer, prompts, case: str, args) -> tuple[float, float, float]:
@@ -88,7 +105,7 @@ def _compare(model, tokenizer, prompts, case: str, args) -> tuple[float, float, 
         return sum(len(g.response_ids) for g in engine.generate(prompts, params))
 
     rows = [p for p in prompts for _ in range(args.n)] if greedy else prompts
-    ids, mask = _left_pad(rows, tokenizer.pad_token_id)
+    ids, mask = (t.to(model.device) for t in _left_pad(rows, tokenizer.pad_token_id))
     sampling = (
         {"do_sample": False}
         if greedy

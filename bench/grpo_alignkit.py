@@ -14,6 +14,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from common import MemoryMeter, step_gaps
@@ -22,8 +23,11 @@ from grpo_setting import GROUP, PROMPTS_PER_STEP
 REWARD = f"{Path(__file__).resolve().with_name('grpo_setting.py')}:alignkit_reward"
 
 
-def run_alignkit(args: argparse.Namespace, work: Path, model_dir: Path, device: str, t0: float) -> dict:
-    """One run; its per-step figures. `t0`: the clock when this process started (for start-up time)."""
+def run_alignkit(args: argparse.Namespace, work: Path, model_dir: Path, device: str, t0: float,
+                 dtype: str = "float32", extra: Sequence[str] = ()) -> dict:
+    """One run; its per-step figures. `t0`: the clock when this process started (for start-up time);
+    `dtype`: `--model.dtype` (bench_grpo compares in float32; bench/gpu trains in bfloat16); `extra`: more
+    `alignkit rl` flags, after (so overriding) these."""
     import alignkit.trainers.rl.online_rl as online_rl
     from alignkit.cli import main as alignkit_main
 
@@ -69,7 +73,7 @@ def run_alignkit(args: argparse.Namespace, work: Path, model_dir: Path, device: 
         "--train.micro_batch_size", str(args.micro_batch), "--algo.kl_coef", str(args.beta),
         "--algo.ppo_epochs", "1", "--algo.mini_batches", "1",
         "--train.lr", str(args.lr), "--logging.progress", "false", "--data.max_length", str(args.max_length),
-        "--model.dtype", "float32", "--train.device", device, "--checkpoint.save_steps", "0",
+        "--model.dtype", dtype, "--train.device", device, "--checkpoint.save_steps", "0", *extra,
     ])
     if rc:
         raise SystemExit(f"alignkit rl exited with {rc}")
@@ -90,6 +94,7 @@ def run_alignkit(args: argparse.Namespace, work: Path, model_dir: Path, device: 
     return {"version": getattr(alignkit, "__version__", "?"), "startup_s": marks["train_start"] - t0,
             "steps": steps, "reward_last": rows[-1].get("reward/mean", math.nan),
             "kl_last": rows[-1].get("kl", math.nan), "timed_from": args.warmup,
+            "logprob_mismatch": [{k: v for k, v in r.items() if k.startswith("logprob_mismatch/")} for r in rows],
             "end_to_end_gaps_s": step_gaps([r["elapsed_s"] for r in rows], args.warmup),
             **meter.as_dict()}
 

@@ -1,4 +1,5 @@
-"""Useful FLOPs of a GRPO step and the fp32 matmul peak they are measured against (MFU).
+"""Useful FLOPs of a GRPO step and the matmul peak they are measured against (MFU): fp32 by default,
+bf16 for bench/gpu.
 
 The formulas (matmul parameters per token N, causal attention, generation with one prefill per
 distinct prompt, training as a reference forward plus a policy forward and backward, padding never
@@ -40,17 +41,18 @@ def step_flops(dims: dict, prompt_lens: list[int], response_lens: list[int], gro
     return {"generate": gen, "reference": fwd, "policy": 3 * fwd, "total": gen + 4 * fwd}
 
 
-def matmul_peak(threads: int, sizes=(1024, 2048), repeats: int = 5) -> float:
-    """Best fp32 square-matmul rate in GFLOP/s with `threads` threads (CPU), or on the GPU. On the CPU
-    each repeat is timed by the wall clock and by this process's CPU time / threads, and the shorter
-    counts, so that time slices lost to other processes on a shared machine do not lower the peak."""
+def matmul_peak(threads: int, sizes=(1024, 2048), repeats: int = 5, dtype: str = "float32") -> float:
+    """Best square-matmul rate in GFLOP/s (random `dtype` operands) with `threads` threads (CPU), or on
+    the GPU. On the CPU each repeat is timed by the wall clock and by this process's CPU time / threads,
+    and the shorter counts, so that time slices lost to other processes on a shared machine do not lower
+    the peak."""
     import torch
 
     torch.set_num_threads(threads)
     cuda = torch.cuda.is_available()
     best = 0.0
     for n in sizes:
-        a = torch.randn(n, n, device="cuda" if cuda else "cpu")
+        a = torch.randn(n, n, device="cuda" if cuda else "cpu", dtype=getattr(torch, dtype))
         b = torch.randn_like(a)
         a @ b
         for _ in range(repeats):

@@ -12,12 +12,13 @@ from alignkit.errors import AlignkitError
 USAGE = """usage: alignkit <command> [options]   (alignkit <command> --help for a command's options)
 
 commands:
-  init-tiny     build a tiny Llama model + tokenizer (with chat template) in Hugging Face format
+  init-tiny     build a tiny random model (Llama, or --arch NAME) + tokenizer (with chat template)
   data synth    write a synthetic verifiable task (arithmetic, sort, reverse) as JSON lines
   sft           supervised fine-tuning
   rm            reward-model training (Bradley-Terry)
   dpo           preference optimisation on pairs: --loss dpo|cdpo|ipo|simpo|orpo|rpo
   kto           KTO on unpaired data (prompt, completion, boolean label)
+  distill       knowledge distillation from a teacher (forward/reverse KL, GKD's JSD, on-policy mix)
   rl            online RL (PPO, GRPO, Dr.GRPO, RLOO, REINFORCE++, DAPO, GSPO): --preset NAME
   rejection-sample  best-of-n by reward -> an SFT file, or best-vs-worst pairs (--mode pairs)
   report        plot a run's metrics to RUN_DIR/report.png
@@ -63,9 +64,11 @@ def cmd_data(argv: list[str]) -> int:
     return 0
 
 
-def _report(name: str, metrics: dict[str, float], out: str) -> None:
-    keys = [k for k in ("loss", "accuracy", "reward_acc", "eval_loss", "eval_accuracy", "eval_reward_acc", "tokens_per_s")
-            if k in metrics]
+REPORTED = ("loss", "accuracy", "reward_acc", "eval_loss", "eval_accuracy", "eval_reward_acc", "tokens_per_s")
+
+
+def _report(name: str, metrics: dict[str, float], out: str, reported: tuple[str, ...] = REPORTED) -> None:
+    keys = [k for k in reported if k in metrics]
     print(f"{name} done: " + ", ".join(f"{k} {metrics[k]:.4g}" for k in keys) + f"; run directory {out}")
 
 
@@ -102,6 +105,16 @@ def cmd_kto(argv: list[str]) -> int:
 
     cfg = _parse(KTOConfig, argv, "alignkit kto")
     _report("kto", run_kto(cfg), cfg.output_dir)
+    return 0
+
+
+def cmd_distill(argv: list[str]) -> int:
+    from alignkit.config.distill import DistillConfig
+    from alignkit.trainers.supervised.distill import run_distill
+
+    cfg = _parse(DistillConfig, argv, "alignkit distill")
+    _report(f"distill ({cfg.distill.loss})", run_distill(cfg), cfg.output_dir,
+            ("loss", "kl/reverse", "kl/forward", "eval_loss", "eval_kl/reverse", "tokens_per_s"))
     return 0
 
 
@@ -166,6 +179,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "rm": cmd_rm,
     "dpo": cmd_dpo,
     "kto": cmd_kto,
+    "distill": cmd_distill,
     "rl": cmd_rl,
     "rejection-sample": cmd_rejection_sample,
     "report": cmd_report,
@@ -190,10 +204,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="alignkit: %(message)s", stream=sys.stderr)
     _quiet_libraries()
+    from alignkit.runtime.disk import disk_error, environment_errno
+    from alignkit.runtime.signals import Stopped
+
     try:
         return COMMANDS[name](rest)
+    except Stopped as e:  # SIGTERM or SIGINT, after a checkpoint (runtime/signals.py)
+        print(f"alignkit {name}: {e}", file=sys.stderr)
+        return e.exit_code
     except AlignkitError as e:
         print(f"alignkit {name}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk or a read-only folder a writer did not name itself
+        if environment_errno(e) is None:
+            raise
+        print(f"alignkit {name}: error: {disk_error(e.filename or '', 'to', e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"alignkit {name}: interrupted", file=sys.stderr)

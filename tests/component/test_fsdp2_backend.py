@@ -1,6 +1,8 @@
 """FSDP2 over 2 CPU processes (gloo) against the one-process torch backend on the same tiny runs: SFT
 on a causal LM, and a critic's and reward model's loss on a sequence-classification model (whose
-forward the backend's hooks must see, models/forward.py).
+forward the backend's hooks must see, models/forward.py). SFT log-probs go through the chunked LM head
+(models/chunked_head.py) 8 tokens at a time, so its backward, which reads the output layer's weight after
+the forward, runs on sharded models too.
 
 Each worker takes half of every step's batch (the caller's data-parallel split) in micro-batches of 2;
 the loss is summed over the GLOBAL token (or sample) count of the step, so the workers' gradients must
@@ -18,11 +20,12 @@ and the later steps of the torch run (1e-4).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,8 +93,10 @@ def head_loss_fn(step_samples: list[TokenizedSample]) -> LossFn:
 LossFactory = Callable[[list[TokenizedSample]], LossFn]
 
 
-def run_steps(backend, ranks: list[int], steps: range, combine, loss: LossFactory = sft_loss_fn) -> list[dict[str, float]]:
-    """Train `steps`, running the micro-batches of `ranks` here; `combine` adds the workers' metrics."""
+def run_steps(backend, ranks: list[int], steps: range, combine, loss: LossFactory = sft_loss_fn,
+              device: torch.device = CPU) -> list[dict[str, float]]:
+    """Train `steps`, running the micro-batches of `ranks` here (on `device`); `combine` adds the workers'
+    metrics."""
     out = []
     for step in steps:
         batch = step_batch(step)
@@ -99,14 +104,16 @@ def run_steps(backend, ranks: list[int], steps: range, combine, loss: LossFactor
         metrics: dict[str, float] = {}
         for r in ranks:
             for part in worker_micro_batches(batch, r):
-                for k, v in backend.forward_backward(pack(part, pad_id=0), fn).items():
+                for k, v in backend.forward_backward(pack(part, pad_id=0).to(device), fn).items():
                     metrics[k] = metrics.get(k, 0.0) + v
         out.append(combine(metrics) | backend.step())
     return out
 
 
 def load(model_dir: str) -> torch.nn.Module:
-    return load_causal_lm(ModelConfig(path=model_dir), CPU)
+    # Log-probs 8 tokens at a time (models/chunked_head.py): a micro-batch spans several chunks, whose
+    # backward reads the output layer's weight outside the forward (gathered again under ZeRO-3).
+    return load_causal_lm(ModelConfig(path=model_dir, logprob_chunk_tokens=8), CPU)
 
 
 def load_value_model(model_dir: str) -> torch.nn.Module:
@@ -292,3 +299,32 @@ def test_fsdp2_value_and_reward_model_match_the_torch_backend(tiny_dir, tmp_path
     sharded = spawn(value_worker, tmp_path, tiny_dir, BackendConfig(backend="fsdp2"))
     assert sharded[0]["metrics"] == sharded[1]["metrics"]
     assert_matches(sharded, value_reference_run(tiny_dir), first_tol=1e-6, tol=1e-4, keys=HEAD_KEYS)
+
+
+@contextlib.contextmanager
+def group_of_one(device: torch.device, tmp: Path) -> Iterator[None]:
+    """This process alone in a process group: NCCL on a GPU, gloo on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device.index or 0)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method=f"file://{tmp / 'pg1'}",
+                            rank=0, world_size=1, timeout=datetime.timedelta(seconds=60))
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def whole_batch_run(model_dir: Path, device: torch.device, backend_cfg: BackendConfig) -> Reference:
+    """Every micro-batch of every step in this process, on `device`; the final weights on the CPU."""
+    backend = build_backend(load_causal_lm(ModelConfig(path=str(model_dir)), device), TRAIN, STEPS, device,
+                            backend_cfg)
+    metrics = run_steps(backend, list(range(WORKERS)), range(STEPS), dict, device=device)
+    return Reference(metrics, {n: t.detach().cpu().clone() for n, t in backend.full_weights()})
+
+
+def test_fsdp2_in_a_group_of_one_matches_the_torch_backend(tiny_dir, device, tmp_path):
+    # Under `pytest --device cuda` this is FSDP2 over NCCL (bench/gpu); on the CPU, over gloo.
+    want = whole_batch_run(tiny_dir, device, ONE_PROCESS)
+    with group_of_one(device, tmp_path):
+        got = whole_batch_run(tiny_dir, device, BackendConfig(backend="fsdp2"))
+    assert_matches([{"metrics": got.metrics, "weights": got.weights}], want, first_tol=1e-6, tol=1e-4)

@@ -1,4 +1,6 @@
-"""HFEngine (alignkit.rollout.hf) on the tiny Llama: exactness against transformers, stops, batching."""
+"""HFEngine (alignkit.rollout.hf) on the tiny Llama: exactness against transformers, stops, batching.
+
+The model lives on the `device` fixture (`pytest --device cuda` runs these on a GPU; bench/gpu)."""
 
 import pytest
 import torch
@@ -13,8 +15,8 @@ TEXTS = ["12+7=", "sort: 4 1 3 2 =", "What is the answer to the question", "hi"]
 
 
 @pytest.fixture(scope="module")
-def model(tiny_dir):
-    return AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
+def model(tiny_dir, device):
+    return AutoModelForCausalLM.from_pretrained(tiny_dir).to(device).eval()
 
 
 @pytest.fixture(scope="module")
@@ -38,18 +40,19 @@ def left_pad(rows, pad):
 
 
 def teacher_forced(model, prompt, response, temperature):
-    """log_softmax(logits / T) of each response token given everything before it (no padding, no cache)."""
+    """log_softmax(logits / T) of each response token given everything before it (no padding, no cache),
+    on the CPU."""
     with torch.no_grad():
-        logits = model(torch.tensor([prompt + response])).logits[0, len(prompt) - 1 : -1]
-    return torch.log_softmax(logits / temperature, -1).gather(-1, torch.tensor(response)[:, None]).squeeze(-1)
+        logits = model(torch.tensor([prompt + response], device=model.device)).logits[0, len(prompt) - 1 : -1]
+    return torch.log_softmax(logits.cpu() / temperature, -1).gather(-1, torch.tensor(response)[:, None]).squeeze(-1)
 
 
 def test_greedy_matches_transformers_generate(model, tokenizer, engine, prompts):
     ids, mask = left_pad(prompts, tokenizer.pad_token_id)
     with torch.no_grad():
         ref = model.generate(
-            input_ids=ids,
-            attention_mask=mask,
+            input_ids=ids.to(model.device),
+            attention_mask=mask.to(model.device),
             max_new_tokens=12,
             do_sample=False,
             pad_token_id=tokenizer.pad_token_id,
@@ -58,7 +61,7 @@ def test_greedy_matches_transformers_generate(model, tokenizer, engine, prompts)
         )
     eos = set(model.generation_config.eos_token_id) | {tokenizer.eos_token_id}
     ours = engine.generate(prompts, SamplingParams(temperature=0.0, max_new_tokens=12))
-    ref_logprobs = torch.log_softmax(torch.stack(ref.scores, 1), -1)
+    ref_logprobs = torch.log_softmax(torch.stack(ref.scores, 1), -1).cpu()
     for i, g in enumerate(ours):
         row = ref.sequences[i, ids.shape[1] :].tolist()
         end = next((k + 1 for k, t in enumerate(row) if t in eos), len(row))
@@ -131,14 +134,14 @@ def test_stop_strings_cut_after_the_string(engine, tokenizer, prompts):
     assert stopped >= 2
 
 
-def test_stop_token_ids_and_generation_config_eos(tiny_dir, tokenizer, engine, prompts):
+def test_stop_token_ids_and_generation_config_eos(tiny_dir, tokenizer, engine, prompts, device):
     full = engine.generate(prompts, sampled())
     stop_id = full[0].response_ids[4]
     out = engine.generate(prompts, sampled(stop_token_ids=[stop_id]))
     assert out[0].response_ids == full[0].response_ids[: full[0].response_ids.index(stop_id) + 1]
     assert out[0].finish_reason == "stop"
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_dir)  # its own copy: generation_config is changed
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir).to(device)  # its own copy: generation_config is changed
     model.generation_config.eos_token_id = [tokenizer.eos_token_id, stop_id]
     via_config = HFEngine(model, tokenizer).generate(prompts, sampled())
     assert via_config[0].response_ids == out[0].response_ids and via_config[0].finish_reason == "stop"
@@ -164,8 +167,8 @@ def test_finished_rows_leave_the_batch(model, tokenizer, prompts):
     assert any(g.finish_reason == "stop" for g in out) and any(g.finish_reason == "length" for g in out)
 
 
-def test_load_weights(tiny_dir, tokenizer, prompts):
-    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+def test_load_weights(tiny_dir, tokenizer, prompts, device):
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir).to(device)
     engine = HFEngine(model, tokenizer)
     greedy = SamplingParams(temperature=0.0, max_new_tokens=8)
     before = engine.generate(prompts, greedy)
@@ -198,8 +201,8 @@ def test_rejects_bad_input(engine, prompts):
 
 
 def test_reserved_cache_matches_dynamic_cache_past_its_reservation(model, prompts):
-    ids = torch.tensor([prompts[2]])
-    steps = torch.tensor([[5], [9], [11]])
+    ids = torch.tensor([prompts[2]], device=model.device)
+    steps = torch.tensor([[5], [9], [11]], device=model.device)
     logits = {}
     for name, cache in [
         ("dynamic", DynamicCache(config=model.config)),

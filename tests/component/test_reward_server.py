@@ -13,12 +13,12 @@ from contextlib import contextmanager
 import httpx
 import pytest
 import torch
-import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
 from alignkit.config.reward import ServeRewardConfig
 from alignkit.errors import ConfigError, ModelError
+from alignkit.local_server import serve_in_thread
 from alignkit.rewards.base import RewardInput
 from alignkit.rewards.function import function_reward
 from alignkit.rewards.http_client import HttpReward
@@ -45,21 +45,11 @@ REWARDS = textwrap.dedent(
 @contextmanager
 def serving(app):
     """Run `app` with uvicorn on a free port of 127.0.0.1 in a thread; yields its URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "reward server did not start"
-        time.sleep(0.01)
+    served = serve_in_thread(app, "reward server", timeout_s=10)
     try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        yield served.url
     finally:
-        server.should_exit = True
-        thread.join(5)
-        sock.close()
+        served.stop(5)
 
 
 def function_app(tmp_path, server: int, name: str = "length", max_batch: int = 16):

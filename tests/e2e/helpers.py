@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
+
 from alignkit.cli import main
 from alignkit.data.synth import make_records, write_jsonl
 
@@ -46,6 +51,44 @@ def rl_flags(model, tmp_path, steps, **extra):
     for k, v in extra.items():
         flags += [f"--{k}", v]
     return flags
+
+
+STALLS = SEVENS + '''
+import time
+from pathlib import Path
+
+
+def stalls(prompts, responses, labels):
+    """The reward of SEVENS; its second call writes a marker file and stalls for STALL_S seconds."""
+    here = Path(__file__)
+    if here.with_suffix(".first").exists():
+        here.with_suffix(".stalling").touch()
+        time.sleep(STALL_S)
+    here.with_suffix(".first").touch()
+    return sevens(prompts, responses, labels)
+'''
+
+
+def stalling_reward(path, seconds: float) -> str:
+    """Write STALLS to `path` (its second call stalls `seconds`); the --reward.function spec. Its marker
+    file `path.with_suffix('.stalling')` appears when the stall begins."""
+    path.write_text(f"STALL_S = {seconds}\n" + STALLS)
+    return f"{path}:stalls"
+
+
+def signal_when(condition, signum: int = signal.SIGTERM, timeout_s: float = 300) -> None:
+    """Send this process `signum` (a real signal, as a scheduler sends it) once `condition()` holds; give up
+    silently after `timeout_s`."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+        os.kill(os.getpid(), signum)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def interrupt_on_call(monkeypatch, cls, method: str, n: int) -> None:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 import ray
-from helpers import rl_flags, run_cli
+from helpers import rl_flags, run_cli, signal_when, stalling_reward
 
 from alignkit.checkpoint.state import list_checkpoints
 from alignkit.metrics.logger import read_metrics
@@ -115,3 +115,15 @@ def test_dead_worker_stops_the_run_and_resume_continues(tiny_dir, tmp_path, caps
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert all(math.isfinite(r["loss"]) for r in rows)
     assert (tmp_path / "rl" / "final" / "model.safetensors").is_file()  # gathered from the two shards
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_143(tiny_dir, tmp_path, capsys):
+    fn = tmp_path / "pauses.py"
+    spec = stalling_reward(fn, 3)  # step 2 scores for 3 s: SIGTERM arrives in its middle
+    signal_when(fn.with_suffix(".stalling").exists)
+    flags = rl_flags(tiny_dir, tmp_path, 4, executor="ray", **{"algo.kl_coef": 0, "ray.call_timeout_s": 120})
+    assert run_cli("rl", "--preset", "grpo", *flags, "--reward.function", spec) == 143
+    ckpt = tmp_path / "rl" / "checkpoints" / "step_2"
+    assert f"alignkit rl: stopped by SIGTERM: checkpoint {ckpt} written" in capsys.readouterr().err
+    assert list_checkpoints(tmp_path / "rl" / "checkpoints") == [ckpt]
+    assert [r["step"] for r in read_metrics(tmp_path / "rl")] == [1, 2]

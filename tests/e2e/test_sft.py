@@ -35,6 +35,19 @@ def test_sft_loss_falls_and_run_dir_is_complete(tmp_path, tiny_dir):
     assert gen.shape[1] > 6
 
 
+def test_token_budget_micro_batches_train(tmp_path, tiny_dir):
+    # micro-batches of at most 40 tokens (samples of 7-9 tokens: 4-5 each) instead of 8 samples; the
+    # step's loss is divided by the same token count, so the first step's loss is the fixed micro-batches'
+    data = synth(tmp_path / "sft.jsonl", n=512)
+    flags = {"train.lr": 3e-3, "train.micro_batch_tokens": 40}
+    assert run_cli("sft", *common_flags(tiny_dir, data, tmp_path / "tokens", 20, **flags)) == 0
+    assert run_cli("sft", *common_flags(tiny_dir, data, tmp_path / "fixed", 1, **{"train.lr": 3e-3})) == 0
+    rows, fixed = read_metrics(tmp_path / "tokens"), read_metrics(tmp_path / "fixed")
+    losses = [r["loss"] for r in rows]
+    assert losses[0] == pytest.approx(fixed[0]["loss"], abs=1e-6) and rows[0]["tokens"] == fixed[0]["tokens"]
+    assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5, losses
+
+
 def test_resume_is_exact(tmp_path, tiny_dir, monkeypatch):
     data = synth(tmp_path / "sft.jsonl", n=256)
     full, resumed = tmp_path / "full", tmp_path / "resumed"

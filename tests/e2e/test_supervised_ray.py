@@ -18,7 +18,7 @@ import psutil
 import pytest
 import ray
 import torch
-from helpers import common_flags, run_cli, synth
+from helpers import common_flags, run_cli, signal_when, synth
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from alignkit.checkpoint.state import list_checkpoints
@@ -147,3 +147,15 @@ def test_dead_worker_stops_the_run(ray_local, tiny_dir, tmp_path, capsys):
     assert result["rc"] == 2
     err = capsys.readouterr().err
     assert re.search(r"policy worker [01] died during run", err), err
+
+
+def test_sigterm_reaches_the_workers_through_the_run_directory(ray_local, tiny_dir, tmp_path, capsys):
+    data = synth(tmp_path / "sft.jsonl", n=64)
+    out = tmp_path / "run"
+    signal_when(lambda: (out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").read_text().count("\n") >= 2)
+    assert run_cli("sft", *common_flags(tiny_dir, data, out, 5000), "--executor", "ray") == 143
+    last = read_metrics(out)[-1]["step"]
+    ckpt = out / "checkpoints" / f"step_{last}"
+    assert f"alignkit sft: stopped by SIGTERM: checkpoint {ckpt} written" in capsys.readouterr().err
+    assert list_checkpoints(out / "checkpoints") == [ckpt]
+    assert not (out / ".alignkit-stop").exists()

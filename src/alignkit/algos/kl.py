@@ -74,7 +74,7 @@ class FixedKLController:
         return {"value": self.coef}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.coef = float(state["value"])
+        """No-op: a fixed coefficient is configuration, not state (a resume that changes it uses the new one)."""
 
 
 @dataclass

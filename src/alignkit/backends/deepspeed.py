@@ -26,6 +26,7 @@ import torch
 
 from alignkit.backends.base import LossFn
 from alignkit.backends.distributed import rank, require_process_group, world_size
+from alignkit.backends.hyper import configured_hyperparameters
 from alignkit.backends.torch_local import OptimConfig, adamw, cosine_schedule, loss_metrics
 from alignkit.errors import AlignkitError, ConfigError
 from alignkit.models.weights import full_weights
@@ -169,6 +170,10 @@ class DeepSpeedBackend:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Every rank passes the same state, of any backend (each reads the checkpoint), after
         `load_full_weights`, and writes its own partitions; no communication."""
+        with configured_hyperparameters(self.optimizer, self.scheduler):
+            self._load_state(state)
+
+    def _load_state(self, state: dict[str, Any]) -> None:
         utils = import_deepspeed().utils
         saved = state["optimizer"]["state"]
         step = max(float(s["step"]) for s in saved.values())
@@ -180,7 +185,7 @@ class DeepSpeedBackend:
             if name in state.get("master", {}):
                 utils.safe_set_full_fp32_param(param, state["master"][name])
         for group, saved_group in zip(self.optimizer.param_groups, state["optimizer"]["param_groups"], strict=True):
-            group.update({k: v for k, v in saved_group.items() if k != "params"})  # the lr the schedule reached
+            group.update({k: v for k, v in saved_group.items() if k != "params"})  # then backends/hyper.py
         self.scheduler.load_state_dict(state["scheduler"])
 
     def _gathered(self, write: bool = False) -> contextlib.AbstractContextManager:

@@ -9,7 +9,8 @@ here is bounded by that group's timeout.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -64,6 +65,37 @@ def from_rank0(obj: Any) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+T = TypeVar("T")
+
+
+def on_rank0(fn: Callable[[], T]) -> T:
+    """`fn()` run by rank 0 alone; its result, or the AlignkitError it raised, on every worker (collective),
+    so that a refusal decided on rank 0 (a damaged checkpoint, a busy run directory) stops every worker
+    instead of leaving them waiting for it."""
+    if world_size() == 1:
+        return fn()
+    out: tuple[Any, AlignkitError | None] = (None, None)
+    if rank() == 0:
+        try:
+            out = (fn(), None)
+        except AlignkitError as e:
+            out = (None, e)
+    result, error = from_rank0(out)
+    if error is not None:
+        raise error
+    return result
+
+
+def first_signal(signum: int | None) -> int | None:
+    """The first worker's non-None `signum` (collective): every worker stops at the same step, whichever
+    of them was signalled. `signum` itself outside a process group."""
+    if world_size() == 1:
+        return signum
+    gathered: list[int | None] = [None] * world_size()
+    dist.all_gather_object(gathered, signum)
+    return next((s for s in gathered if s is not None), None)
 
 
 def gather_values(values: torch.Tensor, include: bool = True) -> torch.Tensor:

@@ -14,6 +14,7 @@ from transformers import get_cosine_with_min_lr_schedule_with_warmup
 from alignkit.algos.metric import Metric
 from alignkit.backends.base import LossFn
 from alignkit.backends.distributed import rank
+from alignkit.backends.hyper import configured_hyperparameters
 from alignkit.errors import AlignkitError
 from alignkit.models.weights import full_weights
 
@@ -117,8 +118,9 @@ class TorchBackend:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
         options = StateDictOptions(full_state_dict=True)
-        set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=options)
-        self.scheduler.load_state_dict(state["scheduler"])
+        with configured_hyperparameters(self.optimizer, self.scheduler):
+            set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=options)
+            self.scheduler.load_state_dict(state["scheduler"])
 
     def full_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         """(name, tensor) of every parameter as the plain transformers model names it, LoRA merged (see

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,3 +30,15 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             tmp.rename(final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+_LEFTOVER = re.compile(r"^\..+\.(tmp|old)-\d+$")
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Remove the temporary folders (`.step_N.tmp-PID`, `.final.old-PID`) that saves interrupted by a
+    crash left in `folder`; call it only while no save can be running (the run holds its lock)."""
+    gone = [p for p in folder.iterdir() if _LEFTOVER.match(p.name) and p.is_dir()] if folder.is_dir() else []
+    for p in gone:
+        shutil.rmtree(p, ignore_errors=True)
+    return gone

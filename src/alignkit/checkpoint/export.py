@@ -14,7 +14,8 @@ import torch.distributed as dist
 from alignkit.backends.distributed import rank
 from alignkit.checkpoint.atomic import atomic_dir
 from alignkit.config.schema import LoraConfig, ModelConfig
-from alignkit.models.load import merged_for_export
+from alignkit.models.lora import merged_for_export
+from alignkit.runtime.disk import writing
 
 LoadModel = Callable[[ModelConfig, torch.device], torch.nn.Module]  # load_causal_lm, load_reward_model
 
@@ -23,7 +24,7 @@ def export_hf(model, tokenizer, path: Path, extra_json: dict[str, Any] | None = 
     """Save `model` (adapters folded in) and `tokenizer` to `path`; `extra_json` maps file names to
     JSON-serialisable content written beside them (for example reward statistics)."""
     plain = merged_for_export(model)
-    with atomic_dir(path) as tmp:
+    with writing(path, "the final model"), atomic_dir(path) as tmp:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         for name, content in (extra_json or {}).items():

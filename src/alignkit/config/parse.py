@@ -27,6 +27,8 @@ from alignkit.errors import ConfigError
 
 set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
+_NEGATIVE = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^-inf(inity)?$", re.IGNORECASE)
+
 T = TypeVar("T")
 
 
@@ -100,15 +102,21 @@ def _normalise_argv(argv: list[str], fields: dict[str, Any]) -> list[str]:
             else:
                 out += [tok, json.dumps(values)]
             continue
+        if not eq and i < len(argv) and _NEGATIVE.match(argv[i]):  # argparse would take -1e-3 for an option
+            out.append(f"{tok}={argv[i]}")
+            i += 1
+            continue
         out.append(tok)
     return out
 
 
-def _flatten_yaml(d: dict[str, Any], prefix: str = "") -> list[str]:
+def _flatten_yaml(d: dict[str, Any], fields: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys of a YAML mapping; a mapping that is a field's value (a dict field such as
+    `data.chat_template_kwargs`) is one key."""
     keys = []
     for k, v in d.items():
-        if isinstance(v, dict):
-            keys += _flatten_yaml(v, f"{prefix}{k}.")
+        if isinstance(v, dict) and f"{prefix}{k}" not in fields:
+            keys += _flatten_yaml(v, fields, f"{prefix}{k}.")
         else:
             keys.append(f"{prefix}{k}")
     return keys
@@ -124,7 +132,7 @@ def _check_yaml(path: str, fields: dict[str, Any]) -> None:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
-    for key in _flatten_yaml(data):
+    for key in _flatten_yaml(data, fields):
         if key not in fields:
             raise ConfigError(f"{path}: unknown key '{key}'{_suggest(key, list(fields))}")
 

@@ -29,7 +29,7 @@ class RewardConfig:
     device: str = "auto"
     """Device of the reward model: auto (cuda when available), cpu, cuda or cuda:N."""
     timeout_s: float = 30.0
-    """Seconds to wait for one answer from a reward server before retrying."""
+    """Seconds one call may take: a reward function's call on a batch, or a reward server's whole answer (then retried)."""
     retries: int = 2
     """Further attempts after a reward server times out, cannot be reached or answers 502/503/504."""
     batch_size: int = 64
@@ -58,3 +58,9 @@ class ServeRewardConfig:
     """Most samples scored in one call; concurrent requests are merged up to this (a larger request is scored alone)."""
     max_wait_ms: float = 10.0
     """How long the first request of a batch waits for others to join it."""
+    timeout_s: float = 60.0
+    """Longest a /score request waits for its scores (then 504); /health reports the reward stuck past it."""
+    max_body_mb: float = 64.0
+    """Largest /score request body accepted, in MB (then 413)."""
+    token: str = ""
+    """Require `Authorization: Bearer TOKEN` on /score; empty reads ALIGNKIT_REWARD_TOKEN (unset: no check)."""

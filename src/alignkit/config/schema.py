@@ -8,7 +8,7 @@ examples override what a tiny model needs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from alignkit.algos.losses.reward import BTForm
 
@@ -23,8 +23,9 @@ class LoraConfig:
     """LoRA scaling numerator (the update is scaled by alpha / rank)."""
     dropout: float = 0.0
     """Dropout on the LoRA input."""
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    """Module names that get adapters ('all-linear' for every linear layer)."""
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    """Layers that get adapters: all-linear (every linear layer of the decoder blocks and the MoE experts;
+    not the LM head or a score head), or names a layer's name ends with, e.g. q_proj v_proj."""
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,15 @@ class ModelConfig:
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Parameter dtype: float32, bfloat16 or float16."""
     attn_implementation: str = "sdpa"
-    """Attention kernel passed to transformers: sdpa, eager or flash_attention_2."""
+    """Attention kernel: sdpa, eager, flex_attention or flash_attention_2; a model without it runs sdpa, else eager (logged)."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
+    dropout: bool = False
+    """Keep the model's dropout while training. Off by default: the losses compare the trained model with
+    the sampler and the reference, which run without dropout (TRL and OpenRLHF switch it off too)."""
+    logprob_chunk_tokens: int = 256
+    """Compute log-probs and entropies this many tokens at a time, recomputing each chunk's logits in the backward,
+    so only a (chunk x vocab) block of logits exists (0: all (tokens x vocab) logits at once, in fp32)."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA settings."""
 
@@ -64,10 +71,15 @@ class DataConfig:
     packing: bool = True
     """Pack several samples into one row (no padding; attention never crosses samples)."""
     share_prompt: bool = True
-    """Preference pairs: put a pair's prompt through the model once for both responses (with packing;
-    not with flash-attention, which cannot express it). Same log-probs, fewer tokens."""
+    """Put a shared prompt through the model once: a preference pair's, for both responses, and a chat
+    record's that trains as several rows (data/chat.py). With packing; not with flash-attention, which
+    cannot express it. Same log-probs, fewer tokens."""
     chat_template: bool = False
     """Render plain prompt/response records through the tokenizer's chat template (chat lists always are)."""
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra variables for the chat template wherever one is rendered, e.g. '{"enable_thinking": false}'."""
+    tools_key: str = "tools"
+    """Field holding a record's tool schemas (a list of objects), passed to the chat template as `tools`."""
     prompt_key: str = "prompt"
     """Field holding the prompt (text or a chat list)."""
     response_key: str = "response"
@@ -98,6 +110,9 @@ class TrainConfig:
     """Per optimizer step: samples (sft), pairs (rm, dpo), records (kto), prompts (rl: each sampled n times)."""
     micro_batch_size: int = 4
     """Samples per forward/backward; batch_size / micro_batch_size steps of gradient accumulation."""
+    micro_batch_tokens: int = 0
+    """Fill each forward/backward up to N tokens instead (wins over micro_batch_size; 0: off): samples
+    grouped first-fit-decreasing by length within the step, a longer sample alone (README: Training)."""
     lr: float = 2e-5
     """Peak learning rate (AdamW)."""
     min_lr_ratio: float = 0.1
@@ -221,6 +236,8 @@ class RunConfig:
     """Seed for data order, initialisation and sampling."""
     resume: str = ""
     """Resume: 'latest' (or a bare --resume) takes the newest checkpoint in output_dir; a path takes that one."""
+    resume_allow: str = ""
+    """Fields a resume may change from the checkpoint's config, comma-separated (e.g. lr,max_steps); others are refused."""
     policy: BackendConfig = field(default_factory=BackendConfig)
     """Training backend of the trained model (the policy in RL)."""
     executor: Literal["local", "ray"] = "local"
@@ -316,10 +333,14 @@ class KTOConfig(RunConfig):
 
 @dataclass(frozen=True)
 class TinyModelConfig:
-    """Build a tiny random Llama model and a locally trained tokenizer (with a chat template)."""
+    """Build a tiny random model (Llama, or another architecture with --arch) and a locally trained
+    tokenizer (with a chat template)."""
 
     output: str = "runs/tiny"
     """Folder to write the Hugging Face model and tokenizer to."""
+    arch: str = "llama"
+    """Architecture: llama, llama_untied, llama3 (no pad token, list of EOS ids), qwen2, qwen3, qwen3_moe,
+    mistral, mixtral, gemma2, gemma3, phi3, olmo2, gpt_oss, gpt2, gpt_neox."""
     hidden: int = 128
     """Hidden size."""
     layers: int = 2
@@ -334,6 +355,11 @@ class TinyModelConfig:
     """Tokenizer vocabulary size (byte-level BPE, digits split one per token)."""
     max_position: int = 2048
     """Longest sequence the model accepts."""
+    window: int = 8
+    """Sliding-window size of the architectures that have one (small, so that short sequences exceed it)."""
+    model_vocab: int = 0
+    """Rows of the model's embedding; 0 uses the tokenizer's size. Larger pads it, as real models do
+    (Qwen2: 151936 rows for 151665 tokens), e.g. to measure a large vocabulary's cost."""
     seed: int = 0
     """Seed for the weights and the tokenizer corpus."""
 

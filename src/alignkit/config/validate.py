@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+from alignkit.config.ranges import check_ranges
 from alignkit.config.schema import RunConfig
 from alignkit.errors import ConfigError
 
 
 def validate_run(cfg: RunConfig, accumulation: bool = True) -> None:
     """Checks shared by every training command. `accumulation`: batch_size counts the same things as
-    micro_batch_size (supervised training), so it must be a multiple of it."""
+    micro_batch_size (supervised training), so it must be a multiple of it (unless a token budget,
+    micro_batch_tokens, forms the micro-batches)."""
     t, d = cfg.train, cfg.data
     if not cfg.model.path:
         raise ConfigError("--model.path is required: a local Hugging Face model folder")
     if not d.train_files:
         raise ConfigError("--data.train_files is required: one or more data files")
+    if cfg.model.logprob_chunk_tokens < 0:
+        raise ConfigError(f"--model.logprob_chunk_tokens must be at least 0 (0: all logits at once), got {cfg.model.logprob_chunk_tokens}")
     if t.batch_size < 1 or t.micro_batch_size < 1:
         raise ConfigError("--train.batch_size and --train.micro_batch_size must be at least 1")
-    if accumulation and t.batch_size % t.micro_batch_size:
+    if t.micro_batch_tokens < 0:
+        raise ConfigError(f"--train.micro_batch_tokens must be at least 0 (0: --train.micro_batch_size samples), "
+                          f"got {t.micro_batch_tokens}")
+    if accumulation and not t.micro_batch_tokens and t.batch_size % t.micro_batch_size:
         raise ConfigError(
             f"--train.batch_size ({t.batch_size}) must be a multiple of --train.micro_batch_size ({t.micro_batch_size})"
         )
-    if t.lr <= 0:
-        raise ConfigError(f"--train.lr must be positive, got {t.lr}")
     if not 0 <= t.warmup_ratio < 1:
         raise ConfigError(f"--train.warmup_ratio must be in [0, 1), got {t.warmup_ratio}")
     if len(t.adam_betas) != 2:
@@ -38,6 +43,11 @@ def validate_run(cfg: RunConfig, accumulation: bool = True) -> None:
         )
     if cfg.checkpoint.keep < 1:
         raise ConfigError("--checkpoint.keep must be at least 1")
+    if cfg.checkpoint.save_steps < 0 or cfg.logging.log_steps < 1:
+        raise ConfigError("--checkpoint.save_steps must be >= 0 and --logging.log_steps >= 1")
+    if cfg.resume_allow and not cfg.resume:
+        raise ConfigError("--resume_allow names fields a resume may change: it needs --resume")
+    check_ranges(cfg)  # ranges and conflicts of every section (config/ranges.py)
 
 
 def validate_executor(cfg: RunConfig) -> None:

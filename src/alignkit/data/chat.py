@@ -1,16 +1,35 @@
-"""Chat templates -> token ids with a mask over every assistant turn.
+"""Chat templates -> training rows, with a loss mask over the assistant turns they train.
 
-The template is the tokenizer's own (`apply_chat_template`). To find the assistant tokens without
-template-specific markers, each assistant turn's text span is located by rendering the conversation
-up to that turn with and without it; the full conversation is tokenized once and tokens whose
-characters fall in a span are marked. This works for any template whose rendering of a prefix of the
-conversation is a prefix of the full rendering, which is checked.
+The template is the tokenizer's own (`apply_chat_template`), given the run's extra variables
+(`--data.chat_template_kwargs`, e.g. `enable_thinking`) and the record's tools, everywhere a template
+is rendered (training rows, RL and rejection-sampling prompts).
+
+The rule: **an assistant turn is trained as the template renders it when that turn is the last one**,
+which is what the model samples at that point of the conversation: the prompt is the conversation
+before the turn with the generation prompt appended, the target is the rest of the rendering that
+ends with the turn (its end-of-turn marker included). A turn's span is located by rendering those
+two texts, so no template-specific marker is needed.
+
+Many templates (ChatML) render every prefix of a conversation as a prefix of the whole; a record then
+is one row with every trained turn marked. Others rewrite history: Qwen3 drops the `<think>` reasoning
+of assistant turns before the last user message, so an earlier turn reads differently once the
+conversation goes on. Such a record becomes several rows: walking back from the last trained turn, a
+turn joins the row of a later turn when that row's text begins with the turn as rendered last, and
+otherwise starts a row of its own (the conversation up to that turn). The rows of a record share their
+common prefix in the packed forward (data/packing.py groups).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
 from alignkit.data.fields import Message
 from alignkit.errors import DataError, ModelError
+
+Span = tuple[int, int]
+"""Character span [start, end) of a trained assistant turn in a row's text."""
 
 
 def require_chat_template(tokenizer, source: str) -> None:
@@ -21,38 +40,75 @@ def require_chat_template(tokenizer, source: str) -> None:
         )
 
 
-def _render(tokenizer, messages: list[Message], add_generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+@dataclass(frozen=True)
+class Template:
+    """The tokenizer's chat template as a record is rendered: the run's extra template variables and
+    the record's tools (None: the template gets no `tools`). `source` names the record in errors, and
+    `key` the record's field holding the conversation when it is one list (SFT `messages`)."""
+
+    tokenizer: Any
+    source: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    tools: list[dict[str, Any]] | None = None
+    key: str = ""
+
+    def where(self, i: int) -> str:
+        """Message i, as an error names it."""
+        return f"field '{self.key}[{i}]'" if self.key else f"message {i} of the conversation"
+
+    def render(self, messages: list[Message], add_generation_prompt: bool) -> str:
+        require_chat_template(self.tokenizer, self.source)
+        extra = dict(self.kwargs) | ({"tools": self.tools} if self.tools is not None else {})
+        try:
+            return self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=add_generation_prompt, **extra)
+        except Exception as e:  # jinja's TemplateError, or `raise_exception` inside the template
+            raise DataError(f"{self.source}: the chat template cannot render this conversation "
+                            f"({type(e).__name__}: {' '.join(str(e).split())})") from None
 
 
-def render_prompt(tokenizer, messages: list[Message], source: str) -> str:
+def render_prompt(template: Template, messages: list[Message]) -> str:
     """The prompt text a model continues from (generation prompt appended)."""
-    require_chat_template(tokenizer, source)
-    return _render(tokenizer, messages, add_generation_prompt=True)
+    return template.render(messages, add_generation_prompt=True)
 
 
-def assistant_spans(tokenizer, messages: list[Message], source: str) -> tuple[str, list[tuple[int, int]]]:
-    """(full text, [(start, end) character span of each assistant turn, end-of-turn marker included])."""
-    require_chat_template(tokenizer, source)
-    full = _render(tokenizer, messages, add_generation_prompt=False)
-    spans = []
-    for i, m in enumerate(messages):
-        if m["role"] != "assistant":
-            continue
-        before = _render(tokenizer, messages[:i], add_generation_prompt=True) if i else ""
-        upto = _render(tokenizer, messages[: i + 1], add_generation_prompt=False)
-        if not full.startswith(upto) or not upto.startswith(before):
-            raise DataError(
-                f"{source}: the chat template does not render conversation prefixes as prefixes "
-                "(it rewrites earlier turns), so assistant tokens cannot be located"
-            )
-        spans.append((len(before), len(upto)))
-    if not spans:
-        raise DataError(f"{source}: the conversation has no assistant turn to train on")
-    return full, spans
+def _turn(template: Template, messages: list[Message], i: int) -> tuple[str, Span]:
+    """The conversation rendered up to and ending with assistant turn i, and the turn's span in it."""
+    before = template.render(messages[:i], add_generation_prompt=True) if i else ""
+    upto = template.render(messages[: i + 1], add_generation_prompt=False)
+    if not upto.startswith(before):
+        raise DataError(
+            f"{template.source}: {template.where(i)}: the chat template renders this assistant turn so that it "
+            "does not continue its own generation prompt, so it is not what the model would sample "
+            "(check --data.chat_template_kwargs against the data, e.g. enable_thinking with reasoning in the turn)"
+        )
+    return upto, (len(before), len(upto))
 
 
-def tokenize_spans(tokenizer, text: str, spans: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+def chat_rows(template: Template, messages: list[Message], trained: list[int]) -> list[tuple[str, list[Span]]]:
+    """Rows `(text, spans)` training the assistant messages at indices `trained` (see the module rule),
+    in conversation order. The first row to be filled is the whole conversation rendered."""
+    if not trained:
+        raise DataError(f"{template.source}: the conversation has no assistant turn to train on")
+    rows: list[tuple[str, list[Span]]] = []
+    text, spans = template.render(messages, add_generation_prompt=False), []
+    for i in reversed(trained):
+        upto, span = _turn(template, messages, i)
+        if not text.startswith(upto):
+            if spans:
+                rows.append((text, spans[::-1]))
+            text, spans = upto, []
+        spans.append(span)
+    rows.append((text, spans[::-1]))
+    return rows[::-1]
+
+
+def assistant_turns(messages: list[Message], start: int = 0) -> list[int]:
+    """Indices of the assistant messages from `start` on."""
+    return [i for i in range(start, len(messages)) if messages[i]["role"] == "assistant"]
+
+
+def tokenize_spans(tokenizer, text: str, spans: list[Span]) -> tuple[list[int], list[int]]:
     """Token ids of `text` and a 0/1 mask of tokens whose first character lies inside a span."""
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     mask = []

@@ -53,23 +53,30 @@ class PackedBatch:
         return int((self.seg_ids >= 0).sum())
 
 
+def first_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Indices `0..len(lengths)-1` in bins of at most `capacity` total length: longest first (ties in
+    index order), each into the first bin it fits, else a new one; an item longer than `capacity` gets a
+    bin of its own. Bins are in the order they were opened, items in the order they were placed. A pure
+    function of (lengths, capacity): the same on every worker and on resume."""
+    bins: list[list[int]] = []
+    space: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        for b, free in enumerate(space):
+            if lengths[i] <= free:
+                bins[b].append(i)
+                space[b] -= lengths[i]
+                break
+        else:
+            bins.append([i])
+            space.append(max(capacity - lengths[i], 0))
+    return bins
+
+
 def assign_rows(lengths: list[int], capacity: int, packing: bool) -> list[list[int]]:
     """Sample indices per row: one per row without packing, first-fit-decreasing with it."""
     if not packing:
         return [[i] for i in range(len(lengths))]
-    cap = max(capacity, max(lengths))
-    rows: list[list[int]] = []
-    space: list[int] = []
-    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        for r, free in enumerate(space):
-            if lengths[i] <= free:
-                rows[r].append(i)
-                space[r] -= lengths[i]
-                break
-        else:
-            rows.append([i])
-            space.append(cap - lengths[i])
-    return rows
+    return first_fit_decreasing(lengths, max(capacity, max(lengths)))
 
 
 def shared_prefix_len(samples: list[TokenizedSample]) -> int:

@@ -10,6 +10,7 @@ from alignkit.data import fields
 from alignkit.data.chat import render_prompt
 from alignkit.data.order import epoch_order
 from alignkit.data.readers import Record
+from alignkit.data.tokenize import template_of
 from alignkit.errors import DataError
 
 
@@ -25,7 +26,7 @@ def to_prompt(rec: Record, tokenizer, cfg: DataConfig) -> Prompt:
     value = fields.text_or_messages(rec, cfg.prompt_key)
     if isinstance(value, list) or cfg.chat_template:
         msgs = value if isinstance(value, list) else [{"role": "user", "content": value}]
-        text = render_prompt(tokenizer, msgs, rec.source)
+        text = render_prompt(template_of(rec, tokenizer, cfg), msgs)
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     else:
         text = value

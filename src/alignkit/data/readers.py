@@ -86,6 +86,8 @@ def _read_jsonl(name: str, path: Path) -> Iterator[Record]:
                 value = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
+            except RecursionError:
+                raise DataError(f"{where}: JSON nested too deeply to read") from None
             yield _as_record(value, where)
 
 
@@ -94,6 +96,8 @@ def _read_json(name: str, path: Path) -> list[Record]:
         value = json.loads(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError:
         raise DataError(f"{name}: not UTF-8 text") from None
+    except RecursionError:
+        raise DataError(f"{name}: JSON nested too deeply to read") from None
     except json.JSONDecodeError as e:
         # "Extra data" after a first complete object almost always means JSON lines named .json.
         hint = "; if this is one object per line, name the file .jsonl" if e.msg == "Extra data" else ""
@@ -173,8 +177,24 @@ def _read_saved_dataset(name: str, folder: Path, split: str | None) -> list[Reco
 def _as_record(value: Any, where: str) -> Record:
     if not isinstance(value, dict):
         raise DataError(f"{where}: expected a JSON object, got {_json_type(value)}")
+    check_depth(value, where)
     return Record(value, where)
 
 
 def _json_type(value: Any) -> str:
     return "null" if value is None else _JSON_TYPE_NAMES.get(type(value), "object")
+
+
+MAX_DEPTH = 100
+
+
+def check_depth(value: Any, where: str) -> None:
+    """Refuse JSON nested deeper than MAX_DEPTH levels (no record needs it, and deeper values break
+    recursive code later: pickling to a worker, sending to a reward server)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise DataError(f"{where}: JSON nested more than {MAX_DEPTH} levels deep")
+        children = v.values() if isinstance(v, dict) else v if isinstance(v, list) else ()
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))

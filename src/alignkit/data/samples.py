@@ -15,6 +15,20 @@ class TokenizedSample:
 
 
 @dataclass(frozen=True)
+class SampleGroup:
+    """One SFT record: its rows, usually one; a chat record whose template rewrites earlier turns trains
+    as several (data/chat.py), which share their common prefix in the packed forward."""
+
+    samples: tuple[TokenizedSample, ...]
+    source: str
+
+    @property
+    def n_tokens(self) -> int:
+        """Every row in full, whether or not a forward shares their prefix."""
+        return sum(len(s.input_ids) for s in self.samples)
+
+
+@dataclass(frozen=True)
 class TokenizedPair:
     """A preference pair: both sides share the prompt; `margin` is 0 unless the data gives one."""
 
@@ -49,6 +63,7 @@ class TokenizeStats:
     truncated: int = 0
     dropped_empty_after_truncation: int = 0
     skipped_identical_pairs: int = 0
+    multi_row_records: int = 0
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, int]:
@@ -58,4 +73,5 @@ class TokenizeStats:
             "truncated": self.truncated,
             "dropped_empty_after_truncation": self.dropped_empty_after_truncation,
             "skipped_identical_pairs": self.skipped_identical_pairs,
+            "multi_row_records": self.multi_row_records,
         }

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 from alignkit.config.schema import LoggingConfig
 from alignkit.errors import AlignkitError
+from alignkit.runtime.disk import writing
+
+log = logging.getLogger("alignkit")
 
 
 def _clean(v: Any) -> Any:
@@ -21,10 +25,11 @@ class MetricsLogger:
 
     def __init__(self, run_dir: Path, cfg: LoggingConfig, resume_step: int | None, config_dict: dict[str, Any]):
         self.path = run_dir / "metrics.jsonl"
-        if resume_step is None:
-            self.path.write_text("")
-        else:
-            self._truncate_after(resume_step)
+        with writing(self.path, "metrics"):
+            if resume_step is None:
+                self.path.write_text("")
+            else:
+                self._truncate_after(resume_step)
         self.tb = None
         if cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -44,12 +49,12 @@ class MetricsLogger:
     def _truncate_after(self, step: int) -> None:
         if not self.path.exists():
             return
-        keep = [line for line in self.path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
-        self.path.write_text("".join(line + "\n" for line in keep))
+        keep = [row for row in read_metrics(self.path.parent) if row.get("step", 0) <= step]
+        self.path.write_text("".join(json.dumps(row) + "\n" for row in keep))
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         row = {"step": step} | {k: _clean(v) for k, v in metrics.items()}
-        with self.path.open("a") as f:
+        with writing(self.path, "metrics"), self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
         numeric = {k: v for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(v)}
         if self.tb is not None:
@@ -66,5 +71,16 @@ class MetricsLogger:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of `run_dir/metrics.jsonl`. A last line cut short (the run died while writing it, or the
+    disk filled) is dropped with a warning; a malformed line elsewhere is an error naming it."""
     path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [(i, line) for i, line in enumerate(path.read_text().splitlines(), start=1) if line.strip()]
+    rows = []
+    for i, line in lines:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if i != lines[-1][0]:
+                raise AlignkitError(f"{path}:{i}: not a JSON line ({e.msg})") from None
+            log.warning("%s:%d: dropped a last line that was cut short", path, i)
+    return rows

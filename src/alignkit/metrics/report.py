@@ -10,6 +10,7 @@ from alignkit.metrics.logger import read_metrics
 PANELS = [
     ("reward", ["reward/mean", "eval_reward"]),
     ("KL to reference", ["kl"]),
+    ("KL to teacher", ["kl/forward", "kl/reverse", "eval_kl/forward", "eval_kl/reverse"]),
     ("response length", ["response_length/mean", "response_length/max"]),
     ("entropy", ["entropy"]),
     ("loss", ["loss", "eval_loss"]),

@@ -7,10 +7,15 @@ import torch
 
 from alignkit.algos.entropy import entropy_from_logits
 from alignkit.data.packing import PackedBatch
+from alignkit.models.attention_mask import packed_attention_mask
+from alignkit.models.chunked_head import chunked_token_stats
+from alignkit.models.lm_head import ChunkedHead, chunked_head
 
 
 def _unwrap(model):
-    """The transformers model under a peft wrapper (LoRA layers stay injected in it)."""
+    """The transformers model under a DeepSpeed engine (whose own `config` is DeepSpeed's) and a peft
+    wrapper (LoRA layers stay injected in it)."""
+    model = getattr(model, "module", model)
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
@@ -19,25 +24,16 @@ def uses_varlen_kernel(model) -> bool:
     return str(getattr(_unwrap(model).config, "_attn_implementation", "")).startswith("flash")
 
 
-def block_causal_mask(seg_ids: torch.Tensor, parent: torch.Tensor | None = None) -> torch.Tensor:
-    """`(rows, 1, seq, seq)` bool: token i attends to token j <= i of the same segment, or of the
-    shared prompt its segment continues (`parent`, see data/packing.py). Padding (seg -1) attends to
-    itself only, so no row of the mask is empty (that would give NaN)."""
-    t = seg_ids.shape[1]
-    same = seg_ids[:, :, None] == seg_ids[:, None, :]
-    if parent is not None:
-        own = torch.where(seg_ids >= 0, parent[seg_ids.clamp(min=0)], -1)
-        same = same | ((own[:, :, None] == seg_ids[:, None, :]) & (own[:, :, None] >= 0))
-    causal = torch.ones(t, t, dtype=torch.bool, device=seg_ids.device).tril()
-    eye = torch.eye(t, dtype=torch.bool, device=seg_ids.device)
-    keep = (same & causal & (seg_ids[:, None, :] >= 0)) | eye
-    return keep[:, None]
-
-
-def model_inputs(model, batch: PackedBatch) -> dict[str, torch.Tensor]:
+def model_inputs(model, batch: PackedBatch) -> dict:
+    """Keyword arguments of a forward over a packed batch: ids, position ids and, except for
+    flash-attention (varlen, boundaries from position ids), the packed attention mask in the model's own
+    format, sliding windows and per-layer types included (models/attention_mask.py)."""
     kwargs = {"input_ids": batch.input_ids, "position_ids": batch.position_ids}
     if not uses_varlen_kernel(model):
-        kwargs["attention_mask"] = block_causal_mask(batch.seg_ids, batch.parent)
+        base = _unwrap(model)
+        kwargs["attention_mask"] = packed_attention_mask(
+            base.config, batch.seg_ids, batch.position_ids, batch.parent, base.get_input_embeddings().weight.dtype
+        )
     return kwargs
 
 
@@ -75,7 +71,10 @@ def causal_forward(
     distribution each token was drawn from (same alignment). Positions that start a sample carry
     garbage and must be masked by the caller (`batch.loss_mask` is). The entropy carries a gradient
     only with `entropy_grad` (an entropy bonus): logged alone, it builds no graph over the
-    `(rows, seq, vocab)` softmax."""
+    `(rows, seq, vocab)` softmax. A model loaded with a chunked head (models/lm_head.py, the default)
+    never holds its `(rows, seq, vocab)` logits: see `chunked_causal_forward`."""
+    if (head := chunked_head(_unwrap(model))) is not None:
+        return chunked_causal_forward(model, head, batch, temperature, with_entropy, entropy_grad)
     logits = model(**model_inputs(model, batch), use_cache=False).logits
     lp = gather_logprobs(logits, batch.input_ids, temperature)
     jumps = continuation_starts(batch)
@@ -96,6 +95,55 @@ def causal_forward(
             fixed = entropy_from_logits(logits.reshape(-1, logits.shape[-1])[src].float() / temperature)
             ent = ent.reshape(-1).index_put((first,), fixed).reshape(ent.shape)
     return lp, ent
+
+
+def predicting_positions(batch: PackedBatch) -> torch.Tensor:
+    """`(rows * seq,)`: for each flat position, the flat position whose output predicts its token: the one
+    before it, or for a continuation's first token its shared prompt's last token (`continuation_starts`).
+    A row's first position predicts nothing; it points at itself."""
+    rows, seq = batch.input_ids.shape
+    src = torch.arange(rows * seq, device=batch.input_ids.device) - 1
+    src[::seq] += 1
+    if (jumps := continuation_starts(batch)) is not None:
+        first, prompt_last = jumps
+        src[first] = prompt_last
+    return src
+
+
+def chunked_causal_forward(
+    model, head: ChunkedHead, batch: PackedBatch, temperature: float, with_entropy: bool, entropy_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`causal_forward` through the chunked head (models/chunked_head.py): the model runs its own forward
+    (so a backend's hooks gather and reduce its parameters, see `head_scores`), and a hook on its output
+    layer takes the final hidden states, computes the token log-probs (and entropies) from them a chunk of
+    tokens at a time, and hands the layer an empty slice, so the model's own logits are `(rows, 0, vocab)`."""
+    rows, seq = batch.input_ids.shape
+    src = predicting_positions(batch)
+    out: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+
+    def run_head(module, args):
+        hidden = args[0]
+        flat = hidden.reshape(rows * seq, hidden.shape[-1])[src]
+        out.append(chunked_token_stats(flat, module.weight, module.bias, batch.input_ids.reshape(-1), head.fn,
+                                       temperature, head.chunk_tokens, with_entropy))
+        return (hidden[:, :0],)
+
+    layer = _unwrap(model).get_output_embeddings()
+    hook = layer.register_forward_pre_hook(run_head)
+    try:
+        logits = model(**model_inputs(model, batch), use_cache=False).logits
+    finally:
+        hook.remove()
+    lp, ent = out[0]
+    if hasattr(layer.weight, "ds_status"):
+        # DeepSpeed ZeRO-3 runs its hooks around the output layer's backward (gather, then release and
+        # account for the layer) only when the layer's output reaches the loss: let it, adding 0.
+        lp = lp + logits.sum()
+    unpredicted = (src == torch.arange(rows * seq, device=src.device)).view(rows, seq)  # 0, as the full path
+    lp = lp.view(rows, seq).masked_fill(unpredicted, 0.0)
+    if ent is None:
+        return lp, None
+    return lp, (ent if entropy_grad else ent.detach()).view(rows, seq).masked_fill(unpredicted, 0.0)
 
 
 def causal_logprobs(model, batch: PackedBatch) -> torch.Tensor:

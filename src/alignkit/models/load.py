@@ -9,8 +9,13 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from alignkit.config.schema import LoraConfig, ModelConfig
+from alignkit.config.schema import ModelConfig
 from alignkit.errors import ModelError
+from alignkit.models.attention_impl import choose_attn_implementation, fit_to_device
+from alignkit.models.dropout import disable_dropout
+from alignkit.models.lm_head import enable_chunked_logprobs
+from alignkit.models.lora import apply_lora
+from alignkit.models.padding import pad_id
 
 log = logging.getLogger("alignkit")
 
@@ -42,27 +47,33 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_tokenizer(cfg: ModelConfig):
+    """The tokenizer as saved (no pad token is invented: models/padding.py picks the id to pad with),
+    less a pad token that lies outside the model's embedding (padding with it would index past it)."""
     path = cfg.tokenizer_path or cfg.path
-    check_model_folder(cfg.path)
+    config = json.loads((check_model_folder(cfg.path) / "config.json").read_text())
     try:
         tok = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot load a tokenizer from {path}: {e}") from None
-    if tok.pad_token_id is None:
-        # Padding only fills rows that packing left short; its value is never attended or scored.
-        tok.pad_token = tok.eos_token
+    rows = config.get("vocab_size", config.get("text_config", {}).get("vocab_size"))
+    if isinstance(rows, int) and tok.pad_token_id is not None and tok.pad_token_id >= rows:
+        bad = f"{tok.pad_token!r} (id {tok.pad_token_id})"
+        tok.pad_token = None
+        log.warning("%s: pad token %s is outside the model's %d-row embedding; padding with id %d instead",
+                    path, bad, rows, pad_id(tok))
     return tok
 
 
 def _load(auto_cls, cfg: ModelConfig, device: torch.device, **kwargs):
     check_model_folder(cfg.path)
     try:
-        model = auto_cls.from_pretrained(
-            cfg.path, dtype=DTYPES[cfg.dtype], attn_implementation=cfg.attn_implementation, **kwargs
-        )
+        impl = choose_attn_implementation(auto_cls, cfg.path, cfg.attn_implementation)
+        model = auto_cls.from_pretrained(cfg.path, dtype=DTYPES[cfg.dtype], attn_implementation=impl, **kwargs)
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot load a model from {cfg.path}: {e}") from None
-    model.to(device)
+    fit_to_device(model, device).to(device)
+    if not cfg.dropout and (n := disable_dropout(model)):
+        log.info("%s: %d dropout rates set to 0 for training (--model.dropout true keeps them)", cfg.path, n)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
@@ -71,6 +82,7 @@ def _load(auto_cls, cfg: ModelConfig, device: torch.device, **kwargs):
 
 def load_causal_lm(cfg: ModelConfig, device: torch.device):
     model = _load(AutoModelForCausalLM, cfg, device)
+    enable_chunked_logprobs(model, cfg.logprob_chunk_tokens)
     return apply_lora(model, cfg.lora, "CAUSAL_LM")
 
 
@@ -78,26 +90,10 @@ def load_reward_model(cfg: ModelConfig, device: torch.device):
     """A sequence-classification model with one output: the causal LM body plus a scalar `score` head
     (newly initialised when `cfg.path` holds a causal LM)."""
     model = _load(AutoModelForSequenceClassification, cfg, device, num_labels=1)
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = model.config.eos_token_id
+    text = model.config.get_text_config()
+    if not isinstance(text.pad_token_id, int):
+        # transformers' own forward pools at the last non-pad token and refuses batches without a pad
+        # id; alignkit reads the score per token itself (models/forward.py), so any valid id will do,
+        # and an int keeps the exported config loadable (Llama-3's EOS is a list: never a pad id).
+        text.pad_token_id = pad_id(load_tokenizer(cfg))
     return apply_lora(model, cfg.lora, "SEQ_CLS")
-
-
-def apply_lora(model, lora: LoraConfig, task_type: str):
-    if lora.rank <= 0:
-        return model
-    from peft import LoraConfig as PeftLoraConfig
-    from peft import get_peft_model
-
-    targets = "all-linear" if lora.target_modules == ["all-linear"] else list(lora.target_modules)
-    peft_cfg = PeftLoraConfig(
-        r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets, task_type=task_type
-    )
-    return get_peft_model(model, peft_cfg)
-
-
-def merged_for_export(model):
-    """The plain transformers model with LoRA adapters folded in (the model itself when no LoRA)."""
-    if hasattr(model, "merge_and_unload"):
-        return model.merge_and_unload()
-    return model

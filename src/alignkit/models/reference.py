@@ -25,7 +25,8 @@ T = TypeVar("T")
 def load_frozen(model_cfg: ModelConfig, ref: RefConfig, device: torch.device):
     """The reference as its own frozen model (no LoRA on it)."""
     cfg = ModelConfig(path=ref.path or model_cfg.path, dtype=model_cfg.dtype,
-                      attn_implementation=model_cfg.attn_implementation, lora=LoraConfig(rank=0))
+                      attn_implementation=model_cfg.attn_implementation, lora=LoraConfig(rank=0),
+                      logprob_chunk_tokens=model_cfg.logprob_chunk_tokens)
     model = load_causal_lm(cfg, device).eval()
     model.requires_grad_(False)
     return model

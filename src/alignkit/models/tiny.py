@@ -1,9 +1,10 @@
-"""A tiny Llama-architecture model and a locally trained tokenizer, saved in Hugging Face format.
+"""A tiny random model (Llama by default; models/tiny_archs.py for the others) and a locally trained
+tokenizer, saved in Hugging Face format.
 
 Everything is built offline: the tokenizer is a byte-level BPE trained with `tokenizers` on a small
 built-in corpus (so any text round-trips exactly), digits are split one per token (arithmetic is
-learnable by a tiny model), and the chat template is ChatML-style. A Llama config is used on
-purpose: some model types (qwen2) make transformers replace the saved pre-tokenizer on load.
+learnable by a tiny model), and the chat template is ChatML-style. Every architecture gets the same
+tokenizer, so the same text is the same ids whichever model reads it (tested).
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, PreTrainedTokenizerFast
+from transformers import AutoModelForCausalLM, GenerationConfig, PreTrainedTokenizerFast
 
 from alignkit.config.schema import TinyModelConfig
+from alignkit.errors import ConfigError
+from alignkit.models.tiny_archs import ARCHS, NO_PAD_TOKEN, Sizes, SpecialIds
 
 SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|im_start|>", "<|im_end|>"]
 
@@ -71,31 +74,31 @@ def build_tokenizer(vocab: int, seed: int = 0) -> PreTrainedTokenizerFast:
 
 
 def build_tiny(spec: TinyModelConfig) -> Path:
-    """Write a randomly initialised tiny Llama and its tokenizer to `spec.output`; returns the folder."""
+    """Write a randomly initialised tiny model of `spec.arch` and its tokenizer to `spec.output`;
+    returns the folder."""
+    if spec.arch not in ARCHS:
+        raise ConfigError(f"--arch {spec.arch!r} is not a known architecture; choose one of {', '.join(ARCHS)}")
     out = Path(spec.output)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(spec.vocab, spec.seed)
-    end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=spec.hidden,
-        intermediate_size=spec.intermediate or int(spec.hidden * 8 / 3 + 31) // 32 * 32,
-        num_hidden_layers=spec.layers,
-        num_attention_heads=spec.heads,
-        num_key_value_heads=spec.kv_heads,
-        max_position_embeddings=spec.max_position,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=[tokenizer.eos_token_id, end_of_turn],
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
+    eos = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    if spec.arch in NO_PAD_TOKEN:
+        tokenizer.pad_token = None
+    sizes = Sizes(
+        vocab=max(spec.model_vocab, len(tokenizer)),
+        hidden=spec.hidden,
+        layers=spec.layers,
+        heads=spec.heads,
+        kv_heads=spec.kv_heads,
+        intermediate=spec.intermediate or int(spec.hidden * 8 / 3 + 31) // 32 * 32,
+        max_position=spec.max_position,
+        window=spec.window,
     )
+    ids = SpecialIds(tokenizer.bos_token_id, eos, tokenizer.pad_token_id)
+    config = ARCHS[spec.arch](sizes, ids)
     torch.manual_seed(spec.seed)
     model = AutoModelForCausalLM.from_config(config)
-    model.generation_config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=[tokenizer.eos_token_id, end_of_turn],
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    model.generation_config = GenerationConfig(bos_token_id=ids.bos, eos_token_id=eos, pad_token_id=ids.pad)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out

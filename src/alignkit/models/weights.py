@@ -3,6 +3,7 @@ names them: what a rollout engine loads after each update."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import torch
@@ -14,7 +15,8 @@ def _plain_name(name: str) -> str | None:
     trained copy takes the plain name."""
     if "lora_" in name or ".original_module." in name:
         return None
-    name = name.replace(".base_layer.", ".").replace(".modules_to_save.default.", ".")
+    name = re.sub(r"\.base_layer(?=\.)", "", name)  # nested: an MoE module with two adapted expert stacks
+    name = name.replace(".modules_to_save.default.", ".")
     return name.removeprefix("base_model.model.")
 
 

@@ -10,11 +10,13 @@ import torch
 
 @dataclass(frozen=True)
 class RewardInput:
-    """A batch of samples to score; `labels[i]` is the reference answer (None when the data has none)."""
+    """A batch of samples to score; `labels[i]` is the reference answer (None when the data has none);
+    `sources[i]`, where known, the data line of the sample's prompt (`data/prompts.jsonl:17`), for errors."""
 
     prompts: list[str]
     responses: list[str]
     labels: list[Any] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

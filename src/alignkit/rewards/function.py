@@ -14,53 +14,27 @@ The function receives the whole batch and returns one reward per sample::
   parts, and each is logged as `reward/<function name>/<part>`.
 
 The file is imported once, as a module of its own (it may import anything installed, and keep state
-such as a loaded model in module globals). A missing, None, NaN or infinite reward, or a list of the
-wrong length, stops the run with an error that names the function and the sample.
+such as a loaded model in module globals). Each call runs on a worker thread under `--reward.timeout_s`
+(rewards/sandbox.py): a call that hangs, raises or calls `sys.exit`, or returns a missing, None, NaN or
+infinite reward or a list of the wrong length, stops the run with one error that names the function and
+the sample.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from alignkit.errors import ConfigError
 from alignkit.rewards.base import RewardInput, RewardOutput
-from alignkit.rewards.validate import RewardError, check_scores, labels_of
+from alignkit.rewards.sandbox import run_user_function
+from alignkit.rewards.validate import RewardError, check_scores
+from alignkit.user_code import load_object
 
 
 def load_function(spec: str) -> Callable[..., Any]:
     """`path/to/file.py:name` -> the callable `name` defined in that file."""
-    path, colon, name = spec.rpartition(":")
-    if not colon or not path or not name:
-        raise ConfigError(f"--reward.function must be path/to/file.py:name, got '{spec}'")
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"--reward.function: file not found: {path}")
-    # A name of its own per file, so two reward files both called rewards.py do not collide.
-    module_name = f"alignkit_reward_{abs(hash(str(file.resolve())))}"
-    module_spec = importlib.util.spec_from_file_location(module_name, file)
-    if module_spec is None or module_spec.loader is None:
-        raise ConfigError(f"--reward.function: cannot import {path} as Python")
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as e:
-        del sys.modules[module_name]
-        raise ConfigError(f"--reward.function: importing {path} failed: {type(e).__name__}: {e}") from e
-    fn = getattr(module, name, None)
-    if fn is None:
-        defined = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
-        raise ConfigError(
-            f"--reward.function: {path} defines no '{name}' (callables in it: {', '.join(defined) or 'none'})"
-        )
-    if not callable(fn):
-        raise ConfigError(f"--reward.function: {path}:{name} is a {type(fn).__name__}, not a function")
-    return fn
+    return load_object(spec, "--reward.function")
 
 
 def to_output(result: Any, batch: RewardInput, source: str) -> RewardOutput:
@@ -80,12 +54,13 @@ class FunctionReward:
     spec: str
     name: str
     fn: Callable[..., Any]
+    timeout_s: float | None = 30.0
 
     def __call__(self, batch: RewardInput) -> RewardOutput:
-        labels = labels_of(batch)
-        result = self.fn(list(batch.prompts), list(batch.responses), labels)
-        return to_output(result, batch, f"reward function {self.spec}")
+        source = f"reward function {self.spec}"
+        return to_output(run_user_function(self.fn, batch, self.timeout_s, source), batch, source)
 
 
-def function_reward(spec: str) -> FunctionReward:
-    return FunctionReward(spec, spec.rpartition(":")[2], load_function(spec))
+def function_reward(spec: str, timeout_s: float | None = 30.0) -> FunctionReward:
+    """The user function `spec`, each call bounded by `timeout_s` seconds (rewards/sandbox.py)."""
+    return FunctionReward(spec, spec.rpartition(":")[2], load_function(spec), timeout_s)

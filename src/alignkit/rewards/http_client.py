@@ -4,9 +4,11 @@ Protocol: `POST <url>/score` with `{"prompts": [...], "responses": [...], "label
 `{"scores": [...], "components": {name: [...]}}`, one number per sample in order.
 
 A batch is cut into chunks of `batch_size` samples; chunk k goes to `urls[k % len(urls)]`, and a pool
-of `len(urls)` threads sends them concurrently; results are put back in order. A chunk that times
-out, cannot connect or gets 502/503/504 is retried on the same server after a backoff (0.25 s, then
-doubling up to 4 s); once its retries are spent the error names the server. An answer with the wrong
+of `len(urls)` threads sends them concurrently; results are put back in order. A chunk whose answer is
+not complete within `timeout_s` (a deadline for the whole exchange), that cannot connect or gets
+502/503/504 is retried on the same server after a backoff (0.25 s, then doubling up to 4 s); once its
+retries are spent the error names the server. With ALIGNKIT_REWARD_TOKEN set, each request carries it
+as a bearer token. An answer with the wrong
 content (not JSON, missing keys, wrong length, NaN) or another HTTP error is not retried: the server
 would answer the same again.
 """
@@ -14,6 +16,7 @@ would answer the same again.
 from __future__ import annotations
 
 import json
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,9 +26,11 @@ import torch
 
 from alignkit.errors import ConfigError
 from alignkit.rewards.base import RewardInput, RewardOutput
+from alignkit.rewards.sandbox import CallFailed, CallTimedOut, call_bounded
 from alignkit.rewards.validate import RewardError, check_scores, labels_of
 
 RETRY_STATUS = (502, 503, 504)
+TOKEN_ENV = "ALIGNKIT_REWARD_TOKEN"  # sent as a bearer token when set (alignkit serve-reward --token)
 BACKOFF_S = 0.25
 MAX_BACKOFF_S = 4.0
 
@@ -49,18 +54,42 @@ def _body(chunk: Chunk) -> bytes:
         raise RewardError(f"labels must be JSON values to send to reward server {chunk.url} ({e})") from None
 
 
+def _exchange(client: httpx.Client, chunk: Chunk, body: bytes, timeout_s: float) -> httpx.Response:
+    """One POST and its whole answer. Reading stops at the deadline between chunks of the answer as
+    well, so that a trickling server also ends the thread `_post` gave up on."""
+    deadline = time.monotonic() + timeout_s
+    with client.stream("POST", f"{chunk.url}/score", content=body, headers=_headers(), timeout=timeout_s) as resp:
+        raw = bytearray()
+        for part in resp.iter_raw():
+            raw += part
+            if time.monotonic() > deadline:
+                raise httpx.ReadTimeout("the answer took longer than the deadline", request=resp.request)
+    # Undecoded bytes and the original headers: the new response decodes them once, on read.
+    return httpx.Response(resp.status_code, headers=resp.headers, content=bytes(raw), request=resp.request)
+
+
+def _headers() -> dict[str, str]:
+    token = os.environ.get(TOKEN_ENV, "")
+    return {"content-type": "application/json"} | ({"authorization": f"Bearer {token}"} if token else {})
+
+
 def _post(client: httpx.Client, chunk: Chunk, timeout_s: float, retries: int) -> httpx.Response:
-    """POST with retries on transient failures; a RewardError naming the server once they are spent."""
+    """POST with retries on transient failures; a RewardError naming the server once they are spent.
+    Each attempt, connecting, sending and receiving the whole answer, ends after `timeout_s` (a deadline,
+    not a per-read timeout: a server that sends a byte every few seconds cannot stretch it)."""
     body = _body(chunk)
     for attempt in range(retries + 1):
         try:
-            resp = client.post(
-                f"{chunk.url}/score", content=body, headers={"content-type": "application/json"}
-            )
-        except httpx.TimeoutException:
+            resp = call_bounded(lambda: _exchange(client, chunk, body, timeout_s), timeout_s, chunk.url)
+        except CallTimedOut:
             problem = f"did not answer within {timeout_s:g} s"
-        except httpx.TransportError as e:
-            problem = f"cannot be reached ({type(e).__name__}: {e})"
+        except CallFailed as failed:
+            if isinstance(failed.error, httpx.TimeoutException):
+                problem = f"did not answer within {timeout_s:g} s"
+            elif isinstance(failed.error, httpx.TransportError):
+                problem = f"cannot be reached ({type(failed.error).__name__}: {failed.error})"
+            else:
+                raise failed.error from None
         else:
             if resp.status_code not in RETRY_STATUS:
                 return resp
@@ -81,7 +110,8 @@ def _parse(resp: httpx.Response, chunk: Chunk) -> RewardOutput:
         data = None
     if not resp.is_success:
         detail = data.get("detail", data) if isinstance(data, dict) else resp.text[:200]
-        raise RewardError(f"{source} answered HTTP {resp.status_code}: {detail}")
+        hint = f" (set {TOKEN_ENV} to the server's token)" if resp.status_code == 401 else ""
+        raise RewardError(f"{source} answered HTTP {resp.status_code}: {detail}{hint}")
     if not isinstance(data, dict) or "scores" not in data:
         got = f"keys {sorted(data)}" if isinstance(data, dict) else f"a JSON {type(data).__name__}"
         raise RewardError(f"{source} answered without a 'scores' list (got {got})")
@@ -134,7 +164,7 @@ class HttpReward:
                 Chunk(
                     urls[k % len(urls)],
                     start,
-                    RewardInput(batch.prompts[part], batch.responses[part], labels[part]),
+                    RewardInput(batch.prompts[part], batch.responses[part], labels[part], batch.sources[part]),
                 )
             )
         return out

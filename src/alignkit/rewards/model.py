@@ -23,6 +23,7 @@ from alignkit.data.tokenize import encode
 from alignkit.errors import ModelError
 from alignkit.models.forward import reward_scores
 from alignkit.models.load import REWARD_STATS_FILE, load_reward_model, load_tokenizer, resolve_device
+from alignkit.models.padding import pad_id
 from alignkit.rewards.base import RewardInput, RewardOutput
 from alignkit.rewards.validate import RewardError, check_scores, labels_of, sample_name
 
@@ -86,7 +87,7 @@ class ModelReward:
         parts = []
         for start in range(0, n, self.batch_size):
             samples = [self._encode(batch, i) for i in range(start, min(start + self.batch_size, n))]
-            packed = pack(samples, self.tokenizer.pad_token_id).to(self.device)
+            packed = pack(samples, pad_id(self.tokenizer)).to(self.device)
             parts.append(reward_scores(self.model, packed).cpu())
         scores = torch.cat(parts) if parts else torch.zeros(0)
         if self.stats is not None:

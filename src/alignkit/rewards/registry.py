@@ -62,7 +62,7 @@ def _functions(cfg: RewardConfig) -> list[RewardFn]:
     if cfg.function:
         from alignkit.rewards.function import function_reward
 
-        fns.append(function_reward(cfg.function))
+        fns.append(function_reward(cfg.function, cfg.timeout_s))
     if cfg.rules:
         from alignkit.rewards.rules import build_rule
 

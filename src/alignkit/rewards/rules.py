@@ -112,3 +112,8 @@ def build_rule(spec: str) -> RuleReward:
     raise ConfigError(
         f"--reward.rules: unknown rule '{name}'{hint} (valid: math, exact, boxed, format:REGEX)"
     )
+
+
+def label_rules(specs: list[str]) -> list[str]:
+    """The rules among `specs` that compare each response with the data's label (checked up front)."""
+    return [r.name for r in map(build_rule, specs) if r.needs_label]

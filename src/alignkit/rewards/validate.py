@@ -20,11 +20,13 @@ class RewardError(AlignkitError):
 
 
 def sample_name(batch: RewardInput, i: int, offset: int = 0) -> str:
-    """`sample 3 (prompt 'What is 2+2?...')`: enough to find the sample in the data. `batch` may be a
-    chunk of a larger batch that starts at sample `offset`."""
+    """`sample 3 (data/prompts.jsonl:17, prompt 'What is 2+2?...')`: enough to find the sample in the
+    data (its line when the batch carries sources). `batch` may be a chunk of a larger batch that starts
+    at sample `offset`."""
     prompt = batch.prompts[i] if i < len(batch.prompts) else ""
     head = prompt[:40] + ("..." if len(prompt) > 40 else "")
-    return f"sample {offset + i} (prompt {head!r})"
+    where = f"{batch.sources[i]}, " if i < len(batch.sources) else ""
+    return f"sample {offset + i} ({where}prompt {head!r})"
 
 
 def labels_of(batch: RewardInput) -> list[Any]:

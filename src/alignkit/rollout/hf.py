@@ -16,6 +16,7 @@ import torch
 
 from alignkit.config.sampling import SamplingParams
 from alignkit.errors import AlignkitError
+from alignkit.models.padding import pad_id
 from alignkit.rollout.base import Generation
 from alignkit.rollout.decode import StopRules, decode
 from alignkit.rollout.stop import StopStrings, eos_ids, stop_id_table
@@ -34,8 +35,7 @@ class HFEngine:
         self.tokenizer = tokenizer
         self.max_batch = max_batch
         self.vocab = model.config.get_text_config().vocab_size  # the logits' last dimension
-        # padding is masked out, so any id does; prefer the tokenizer's own
-        self.pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
+        self.pad_id = pad_id(tokenizer)
         # stop-string tables cost a pass over the vocabulary; RL asks for the same stops every step
         self._stop_strings: dict[tuple[str, ...], StopStrings] = {}
 

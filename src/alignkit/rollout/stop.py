@@ -21,11 +21,13 @@ def stop_id_table(ids: Iterable[int], vocab: int, device: torch.device) -> torch
 
 
 def eos_ids(tokenizer, model) -> set[int]:
-    """The tokenizer's EOS id and the model's generation_config.eos_token_id (an int or a list)."""
-    ids = {tokenizer.eos_token_id}
-    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids |= set(gen_eos) if isinstance(gen_eos, (list, tuple)) else {gen_eos}
-    return {i for i in ids if i is not None}
+    """Every id that ends a sequence: the tokenizer's EOS and the model's `eos_token_id`, from its
+    generation config and its config (each an int or a list: Llama-3 stops at any of several)."""
+    ids: set[int | None] = {tokenizer.eos_token_id}
+    for cfg in (getattr(model, "generation_config", None), model.config.get_text_config()):
+        eos = getattr(cfg, "eos_token_id", None)
+        ids |= set(eos) if isinstance(eos, list | tuple) else {eos}
+    return {i for i in ids if isinstance(i, int)}
 
 
 class StopStrings:

@@ -13,6 +13,7 @@ from alignkit.config.rl import RLConfig
 from alignkit.config.schema import LoraConfig, ModelConfig
 from alignkit.models.forward import token_values
 from alignkit.models.load import load_reward_model, load_tokenizer, resolve_device
+from alignkit.models.padding import pad_id
 from alignkit.workers.dispatch import dispatch
 from alignkit.workers.experience import Experience
 from alignkit.workers.forward_utils import gather, micro_batches, per_token
@@ -23,8 +24,10 @@ class CriticWorker(TrainedRole):
     def __init__(self, cfg: RLConfig, total_optim_steps: int):
         self.cfg = cfg
         self.device = resolve_device(cfg.train.device)
-        self.pad_id = load_tokenizer(cfg.model).pad_token_id
+        self.pad_id = pad_id(load_tokenizer(cfg.model))
+        # the critic reads the policy's token ids: the policy's tokenizer, wherever its weights come from
         model_cfg = ModelConfig(path=cfg.critic.path or cfg.model.path, dtype=cfg.model.dtype,
+                                tokenizer_path=cfg.model.tokenizer_path or cfg.model.path,
                                 attn_implementation=cfg.model.attn_implementation, lora=LoraConfig(rank=0))
         self.model = load_reward_model(model_cfg, self.device)
         train = dataclasses.replace(cfg.train, lr=cfg.critic.lr)
@@ -37,13 +40,13 @@ class CriticWorker(TrainedRole):
     @torch.no_grad()
     def values(self, exp: Experience) -> torch.Tensor:
         self.model.eval()
-        return gather(exp, lambda mb: self._values(self.model, mb), self.cfg.train.micro_batch_size)
+        return gather(exp, lambda mb: self._values(self.model, mb), self.cfg.train)
 
     @dispatch("train")
     def update(self, exp: Experience, obj: ValueObjective, denominator: float) -> dict[str, Metric]:
         """One optimizer step; `denominator` and the metrics as in `PolicyWorker.update`."""
         parts = []
-        for mb in micro_batches(exp, self.cfg.train.micro_batch_size):
+        for _, mb in micro_batches(exp, self.cfg.train):
 
             def loss_fn(model, mb: Experience):
                 dev = self.device

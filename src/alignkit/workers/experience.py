@@ -49,3 +49,13 @@ class Experience:
             else:
                 out[f.name] = v
         return Experience(**out)
+
+    def blank(self) -> Experience:
+        """One empty row shaped like these: one zero token, nothing masked, zeros everywhere, so it adds
+        nothing to a loss or a metric (a stand-in micro-batch for a worker that must join a collective)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = torch.zeros((1, 1)[: v.dim()], dtype=v.dtype) if isinstance(v, torch.Tensor) else v
+        out["lengths"] = torch.ones(1, dtype=self.lengths.dtype)
+        return Experience(**out)

@@ -14,6 +14,7 @@ from alignkit.checkpoint.export import export_trained
 from alignkit.config.rl import RLConfig
 from alignkit.models.forward import causal_forward
 from alignkit.models.load import load_causal_lm, load_tokenizer, resolve_device
+from alignkit.models.padding import pad_id
 from alignkit.workers.dispatch import dispatch
 from alignkit.workers.experience import Experience
 from alignkit.workers.forward_utils import gather, micro_batches, per_token
@@ -30,7 +31,7 @@ class PolicyWorker(TrainedRole):
     def __init__(self, cfg: RLConfig, total_optim_steps: int):
         self.cfg = cfg
         self.device = resolve_device(cfg.train.device)
-        self.pad_id = load_tokenizer(cfg.model).pad_token_id
+        self.pad_id = pad_id(load_tokenizer(cfg.model))
         self.model = load_causal_lm(cfg.model, self.device)
         self.backend = build_backend(self.model, cfg.train, total_optim_steps, self.device, cfg.policy)
         self.temperature = sampling_temperature(cfg)
@@ -46,7 +47,7 @@ class PolicyWorker(TrainedRole):
     def logprobs(self, exp: Experience) -> torch.Tensor:
         """`(n, L)` log-probs of every token under the current policy (before this step's update)."""
         self.model.eval()
-        return gather(exp, lambda mb: self._forward(self.model, mb, False)[0], self.cfg.train.micro_batch_size)
+        return gather(exp, lambda mb: self._forward(self.model, mb, False)[0], self.cfg.train)
 
     @dispatch("train")
     def update(self, exp: Experience, obj: PolicyObjective, denominator: float) -> dict[str, Metric]:
@@ -55,7 +56,7 @@ class PolicyWorker(TrainedRole):
         every micro-batch's loss sum is divided by, so the accumulated gradients (summed over the
         workers) are exactly those of one pass over the mini-batch. Returns partial metrics."""
         parts = []
-        for mb in micro_batches(exp, self.cfg.train.micro_batch_size):
+        for _, mb in micro_batches(exp, self.cfg.train):
 
             def loss_fn(model, mb: Experience):
                 logp, ent = self._forward(model, mb, with_entropy=True, entropy_grad=bool(obj.entropy_coef))

@@ -7,6 +7,7 @@ import torch
 from alignkit.config.rl import RLConfig
 from alignkit.models.forward import causal_forward
 from alignkit.models.load import load_tokenizer, resolve_device
+from alignkit.models.padding import pad_id
 from alignkit.models.reference import load_frozen
 from alignkit.workers.dispatch import dispatch
 from alignkit.workers.experience import Experience
@@ -18,7 +19,7 @@ class ReferenceWorker:
     def __init__(self, cfg: RLConfig):
         self.cfg = cfg
         self.device = resolve_device(cfg.train.device)
-        self.pad_id = load_tokenizer(cfg.model).pad_token_id
+        self.pad_id = pad_id(load_tokenizer(cfg.model))
         self.model = load_frozen(cfg.model, cfg.ref, self.device)
         self.temperature = sampling_temperature(cfg)
 
@@ -29,4 +30,4 @@ class ReferenceWorker:
             return per_token(mb, lambda packed: causal_forward(self.model, packed, self.temperature)[0],
                              self.pad_id, self.device)
 
-        return gather(exp, fn, self.cfg.train.micro_batch_size)
+        return gather(exp, fn, self.cfg.train)

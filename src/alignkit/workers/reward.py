@@ -15,5 +15,7 @@ class RewardWorker:
         self.fn = build_reward(cfg.reward)
 
     @dispatch("samples")
-    def score(self, prompts: list[str], responses: list[str], labels: list[Any]) -> RewardOutput:
-        return self.fn(RewardInput(prompts, responses, labels))
+    def score(self, prompts: list[str], responses: list[str], labels: list[Any],
+              sources: list[str] | None = None) -> RewardOutput:
+        """`sources[i]`: the data line of sample i's prompt, named by errors."""
+        return self.fn(RewardInput(prompts, responses, labels, sources or []))

@@ -2,9 +2,17 @@
 
 import pytest
 
-from alignkit.data.chat import assistant_spans
-from alignkit.data.tokenize import encode, encode_messages
+from alignkit.data.chat import Template, chat_rows, tokenize_spans
+from alignkit.data.samples import TokenizedSample
+from alignkit.data.tokenize import encode
 from alignkit.errors import DataError, ModelError
+
+
+def encode_messages(tok, msgs, source):
+    """A chat record's one row (ChatML renders every prefix as a prefix: one row, every turn marked)."""
+    (text, spans), = chat_rows(Template(tok, source), msgs, [i for i, m in enumerate(msgs) if m["role"] == "assistant"])
+    ids, mask = tokenize_spans(tok, text, spans)
+    return TokenizedSample(ids, mask, source)
 
 
 def masked_text(tok, sample):
@@ -37,7 +45,7 @@ def test_plain_text_mask_is_response_plus_eos(tokenizer):
 
 def test_conversation_without_assistant_turn(tokenizer):
     with pytest.raises(DataError, match=r"^x.jsonl:3: the conversation has no assistant turn to train on$"):
-        assistant_spans(tokenizer, [{"role": "user", "content": "hi"}], "x.jsonl:3")
+        chat_rows(Template(tokenizer, "x.jsonl:3"), [{"role": "user", "content": "hi"}], [])
 
 
 def test_template_missing(tokenizer):
@@ -45,4 +53,4 @@ def test_template_missing(tokenizer):
         chat_template = None
 
     with pytest.raises(ModelError, match=r"^x.jsonl:1: chat data needs a chat template, but the tokenizer has none"):
-        assistant_spans(NoTemplate(), [{"role": "user", "content": "hi"}], "x.jsonl:1")
+        Template(NoTemplate(), "x.jsonl:1").render([{"role": "user", "content": "hi"}], True)

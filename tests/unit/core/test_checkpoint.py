@@ -3,6 +3,7 @@
 import pytest
 
 from alignkit.checkpoint.atomic import atomic_dir
+from alignkit.checkpoint.manifest import write_manifest
 from alignkit.checkpoint.state import list_checkpoints, resolve_resume
 from alignkit.errors import AlignkitError
 
@@ -26,6 +27,8 @@ def test_atomic_dir_replaces_whole(tmp_path):
 def test_latest_ignores_incomplete_saves(tmp_path):
     for name in ("step_2", "step_10", ".step_12.tmp-99"):
         (tmp_path / name).mkdir()
+        (tmp_path / name / "trainer_state.pt").write_bytes(b"x")
+        write_manifest(tmp_path / name)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_2", "step_10"]
     assert resolve_resume("latest", tmp_path).name == "step_10"
     assert resolve_resume("", tmp_path) is None

@@ -44,6 +44,15 @@ def test_yaml_then_overrides(tmp_path):
     assert (cfg.model.path, cfg.train.lr, cfg.train.max_steps, cfg.rm.loss) == ("m", 0.5, 3, "logexp")
 
 
+def test_dict_fields_from_a_flag_and_a_yaml_mapping(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("data:\n  chat_template_kwargs:\n    enable_thinking: false\n")
+    assert parse_config(SFTConfig, ["--config", str(f)], "alignkit sft").data.chat_template_kwargs == {
+        "enable_thinking": False}
+    flag = ["--config", str(f), "--data.chat_template_kwargs", '{"enable_thinking": true, "x": 1}']
+    assert parse_config(SFTConfig, flag, "alignkit sft").data.chat_template_kwargs == {"enable_thinking": True, "x": 1}
+
+
 def test_wrong_type_is_a_config_error():
     with pytest.raises(ConfigError, match=r'Parser key "train.lr": Expected a <class .float.>. Got value: abc'):
         parse_config(SFTConfig, BASE + ["--train.lr", "abc"], "alignkit sft")
@@ -67,8 +76,18 @@ def test_help_shows_field_docs():
     (BASE + ["--train.batch_size", "6", "--train.micro_batch_size", "4"],
      "--train.batch_size (6) must be a multiple of --train.micro_batch_size (4)"),
     (BASE + ["--model.dtype", "fp8"], "--model.dtype must be one of float32, bfloat16, float16, got 'fp8'"),
+    (BASE + ["--train.micro_batch_tokens", "-1"],
+     "--train.micro_batch_tokens must be at least 0 (0: --train.micro_batch_size samples), got -1"),
+    (BASE + ["--model.logprob_chunk_tokens", "-5"],
+     "--model.logprob_chunk_tokens must be at least 0 (0: all logits at once), got -5"),
 ])
 def test_value_checks(argv, message):
     with pytest.raises(ConfigError) as e:
         validate_run(parse_config(SFTConfig, argv, "alignkit sft"))
     assert str(e.value) == message
+
+
+def test_a_token_budget_frees_batch_size_from_micro_batch_size():
+    # micro_batch_tokens forms the micro-batches, so batch_size need not be a multiple of micro_batch_size
+    argv = BASE + ["--train.batch_size", "6", "--train.micro_batch_size", "4", "--train.micro_batch_tokens", "256"]
+    validate_run(parse_config(SFTConfig, argv, "alignkit sft"))

@@ -13,6 +13,7 @@ import yaml
 
 from alignkit.algos.advantages import whiten
 from alignkit.algos.objective import policy_objective
+from alignkit.config.distill import DistillConfig
 from alignkit.config.parse import PRESETS_DIR, parse_config, presets
 from alignkit.config.rl import RLConfig
 from alignkit.config.schema import DPOConfig, KTOConfig, RMConfig, SFTConfig
@@ -22,7 +23,7 @@ from alignkit.trainers.rl.objectives import policy_objective_of
 from alignkit.workers.experience import Experience
 
 EXAMPLES = sorted((Path(__file__).parents[3] / "examples").glob("*.yaml"))
-CLASSES = {"sft": SFTConfig, "rm": RMConfig, "dpo": DPOConfig, "kto": KTOConfig}
+CLASSES = {"sft": SFTConfig, "rm": RMConfig, "dpo": DPOConfig, "kto": KTOConfig, "distill": DistillConfig}
 
 
 def _stem(path: Path) -> str:

@@ -54,8 +54,9 @@ def test_truncation_keeps_the_start_and_counts(tokenizer):
     long = Record({"prompt": "1+1=", "response": "2" * 100}, "x:1")
     prompt_only = Record({"prompt": "9" * 100, "response": "3"}, "x:2")
     out, stats = tokenize_sft([long, prompt_only], tokenizer, DataConfig(train_files=["x"], max_length=20))
-    assert len(out) == 1 and len(out[0].input_ids) == 20
-    assert out[0].input_ids[:4] == tokenizer("1+1=")["input_ids"]
+    assert len(out) == 1 and len(out[0].samples) == 1
+    row = out[0].samples[0]
+    assert len(row.input_ids) == 20 and row.input_ids[:4] == tokenizer("1+1=")["input_ids"]
     assert stats.truncated == 2 and stats.dropped_empty_after_truncation == 1 and stats.kept == 1
 
 

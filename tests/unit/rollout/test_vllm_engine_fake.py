@@ -132,7 +132,7 @@ def test_lora_merged_weights_arrive_under_the_plain_model_names(engine, tiny_dir
     from transformers import AutoModelForCausalLM
 
     from alignkit.config.schema import LoraConfig
-    from alignkit.models.load import apply_lora
+    from alignkit.models.lora import apply_lora
     from alignkit.models.weights import full_weights
 
     plain = AutoModelForCausalLM.from_pretrained(tiny_dir)

@@ -82,11 +82,14 @@ def prompts(method: str, k: int, sharded: bool, prompt_ids: list[list[int]], par
     return Scatter(calls, lambda rs: dispatch.gather_generations([parts[w] for w in busy], rs))
 
 
-def samples(method: str, k: int, sharded: bool, prompts: list[str], responses: list[str], labels: list[Any]) -> Scatter:
-    """Samples split by their text length; scores back in the original order."""
+def samples(method: str, k: int, sharded: bool, prompts: list[str], responses: list[str], labels: list[Any],
+            sources: list[str] | None = None) -> Scatter:
+    """Samples split by their text length (each with its data line, `sources`, for errors); scores back in
+    the original order."""
     parts = dispatch.balanced_split([len(p) + len(r) for p, r in zip(prompts, responses, strict=True)], k)
     busy = _busy(parts) or [0]
-    calls = [_call(w, method, *([xs[i] for i in parts[w]] for xs in (prompts, responses, labels))) for w in busy]
+    columns = (prompts, responses, labels, sources or [""] * len(prompts))
+    calls = [_call(w, method, *([xs[i] for i in parts[w]] for xs in columns)) for w in busy]
     return Scatter(calls, lambda rs: dispatch.gather_rewards([parts[w] for w in busy], rs, len(prompts)))
 
 

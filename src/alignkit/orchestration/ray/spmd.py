@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from alignkit.checkpoint.state import list_checkpoints
 from alignkit.orchestration.ray.executor import RayExecutor
 from alignkit.orchestration.roles import trained_role
+from alignkit.runtime.signals import Stopped, graceful_stop, requested
 
 Train = Callable[[Any], dict[str, float]]
 
@@ -30,11 +33,24 @@ class Replica:
         return self.train(self.cfg)
 
 
+def newest_checkpoint(output_dir: str) -> Path | None:
+    found = list_checkpoints(Path(output_dir) / "checkpoints")
+    return found[-1] if found else None
+
+
 def run_spmd(cfg: Any, train: Train) -> dict[str, float]:
     """`train(cfg)` on every worker; rank 0's result (every rank returns the same, summed metrics)."""
     executor = RayExecutor(cfg, trained_role(cfg.policy.num_workers))
     try:
-        group = executor.create("policy", Replica, train, cfg)
-        return group.run_all("run")[0]
+        # The workers never see a signal sent to this process: it writes a stop file they check at each
+        # step boundary (runtime/signals.py); they save a checkpoint and stop.
+        with graceful_stop(cfg.output_dir):
+            try:
+                group = executor.create("policy", Replica, train, cfg)
+                return group.run_all("run")[0]
+            except Exception:
+                if (signum := requested()) is None:
+                    raise
+        raise Stopped(signum, newest_checkpoint(cfg.output_dir))
     finally:
         executor.shutdown()  # the workers' processes, even when one failed

@@ -23,20 +23,25 @@ from alignkit.checkpoint.state import TrainerState, read_state, save_state
 from alignkit.config.rl import RLConfig
 from alignkit.config.sampling import SamplingParams
 from alignkit.data.prompts import Prompt, PromptStream, to_prompt
+from alignkit.data.validate import check_labels, cut_to_max_length
 from alignkit.metrics.logger import MetricsLogger
 from alignkit.metrics.progress import progress_bar, short
 from alignkit.metrics.report import write_report
 from alignkit.models.load import load_tokenizer
+from alignkit.models.padding import pad_id
 from alignkit.orchestration.calls import RoleCall
 from alignkit.orchestration.factory import build_executor
 from alignkit.orchestration.roles import roles
+from alignkit.rewards.rules import label_rules
 from alignkit.rollout.base import Generation
 from alignkit.rollout.engines import ENGINES
+from alignkit.runtime.lock import run_lock
+from alignkit.runtime.signals import graceful_stop, requested
 from alignkit.trainers.rl.experience import layout, shape_rewards, with_advantages
 from alignkit.trainers.rl.metrics import batch_metrics
 from alignkit.trainers.rl.objectives import policy_objective_of, value_objective_of
 from alignkit.trainers.rl.validate import validate_rl
-from alignkit.trainers.run import Run, config_dict, load_records, start_run
+from alignkit.trainers.run import Run, config_dict, load_records, start_run, stop_with_checkpoint
 from alignkit.workers.critic import CriticWorker
 from alignkit.workers.experience import Experience
 from alignkit.workers.policy import PolicyWorker
@@ -63,8 +68,9 @@ class OnlineRL:
         self.cfg, self.run, a = cfg, run, cfg.algo
         self.executor = executor
         tokenizer = load_tokenizer(cfg.model)
-        self.pad_id = tokenizer.pad_token_id
-        train_recs, eval_recs = load_records(cfg)
+        self.pad_id = pad_id(tokenizer)
+        train_recs, eval_recs = (cut_to_max_length(r, tokenizer, cfg.data) for r in load_records(cfg))
+        check_labels(train_recs + eval_recs, cfg.data.label_key, label_rules(cfg.reward.rules))  # before any model
         self.stream = PromptStream([to_prompt(r, tokenizer, cfg.data) for r in train_recs], cfg.seed)
         self.eval_prompts = [to_prompt(r, tokenizer, cfg.data) for r in eval_recs[: cfg.eval.max_prompts]]
         self.updates_per_step = a.ppo_epochs * a.mini_batches
@@ -100,7 +106,8 @@ class OnlineRL:
     def score(self, prompts: list[Prompt], gens: list[Generation], timings: dict[str, float]) -> Scored:
         t0 = time.perf_counter()
         out = self.reward.score([prompts[g.prompt_index].text for g in gens], [g.text for g in gens],
-                                [prompts[g.prompt_index].label for g in gens])
+                                [prompts[g.prompt_index].label for g in gens],
+                                [prompts[g.prompt_index].source for g in gens])
         timings["timing/score"] += time.perf_counter() - t0
         rewards = shape_rewards(out.scores.float(), gens, self.cfg.algo, self.cfg.rollout.max_new_tokens)
         return Scored(prompts, gens, rewards, out.components)
@@ -237,7 +244,7 @@ class OnlineRL:
         self.state.epoch, self.state.sample_offset = position
         self.state.extra = {"kl": self.kl_ctl.state_dict()}
         save_state(self.run.ckpt_dir, {k: s.weights for k, s in states.items()}, {k: s.optim for k, s in states.items()},
-                   self.state, self.cfg.checkpoint.keep)
+                   self.state, self.cfg.checkpoint.keep, self.run.record)
 
     def resume(self) -> None:
         roles = self.trained()
@@ -272,8 +279,11 @@ class OnlineRL:
                 last = metrics
                 bar.update(1)
                 bar.set_postfix(short(metrics, ("reward/mean", "kl", "eval_reward", "generate_tokens_per_s")))
-                if cfg.checkpoint.save_steps and self.state.step % cfg.checkpoint.save_steps == 0 and not is_last:
+                periodic = bool(cfg.checkpoint.save_steps) and self.state.step % cfg.checkpoint.save_steps == 0
+                if periodic and not is_last:
                     self.save()
+                if not is_last and (signum := requested()) is not None:  # SIGTERM/SIGINT: runtime/signals.py
+                    stop_with_checkpoint(self.run, signum, None if periodic else self.save, self.state.step)
         finally:
             bar.close()
             logger.close()
@@ -293,13 +303,15 @@ def _cat(tensors: list[torch.Tensor], width: int, pad: int) -> torch.Tensor:
 
 def run_rl(cfg: RLConfig) -> dict[str, float]:
     validate_rl(cfg)
-    run = start_run(cfg)
-    executor = build_executor(cfg, roles(cfg))  # the controller's roles, which the executor places
-    try:
-        trainer = OnlineRL(cfg, run, executor)
-        last = trainer.train()
-        trainer.policy.export(str(run.dir / "final"))
-    finally:
-        executor.shutdown()  # the roles' processes, even when building or training failed
+    with run_lock(cfg.output_dir):  # one run per output_dir (runtime/lock.py)
+        run = start_run(cfg)
+        executor = build_executor(cfg, roles(cfg))  # the controller's roles, which the executor places
+        try:
+            with graceful_stop(run.dir):  # after the executor: ray.init sets its own SIGTERM handler
+                trainer = OnlineRL(cfg, run, executor)
+                last = trainer.train()
+            trainer.policy.export(str(run.dir / "final"))
+        finally:
+            executor.shutdown()  # the roles' processes, even when building or training failed
     write_report(run.dir)
     return last

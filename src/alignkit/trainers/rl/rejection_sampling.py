@@ -11,10 +11,12 @@ from tqdm import tqdm
 from alignkit.config.rl import RejectionSamplingConfig
 from alignkit.data.mixture import load_mixture
 from alignkit.data.prompts import to_prompt
+from alignkit.data.validate import check_labels, cut_to_max_length
 from alignkit.errors import ConfigError
 from alignkit.models.load import load_tokenizer
 from alignkit.rewards.base import RewardInput
 from alignkit.rewards.registry import build_reward
+from alignkit.rewards.rules import label_rules
 from alignkit.rollout.engines import build_engine
 
 log = logging.getLogger("alignkit")
@@ -24,7 +26,10 @@ def run_rejection_sampling(cfg: RejectionSamplingConfig) -> dict[str, float]:
     if not cfg.data.train_files:
         raise ConfigError("--data.train_files is required: the prompts to sample for")
     tokenizer = load_tokenizer(cfg.model)
-    prompts = [to_prompt(r, tokenizer, cfg.data) for r in load_mixture(cfg.data.train_files, max_samples=cfg.data.max_samples, seed=cfg.seed)]
+    records = cut_to_max_length(load_mixture(cfg.data.train_files, max_samples=cfg.data.max_samples, seed=cfg.seed),
+                                tokenizer, cfg.data)
+    check_labels(records, cfg.data.label_key, label_rules(cfg.reward.rules))
+    prompts = [to_prompt(r, tokenizer, cfg.data) for r in records]
     engine = build_engine(cfg.model, cfg.rollout, cfg.device)
     reward = build_reward(cfg.reward)
     n = cfg.rollout.n_samples_per_prompt
@@ -36,7 +41,8 @@ def run_rejection_sampling(cfg: RejectionSamplingConfig) -> dict[str, float]:
             batch = prompts[i : i + cfg.batch_size]
             gens = engine.generate([p.ids for p in batch], cfg.rollout.sampling_params(cfg.seed + i))
             scores = reward(RewardInput([batch[g.prompt_index].text for g in gens], [g.text for g in gens],
-                                        [batch[g.prompt_index].label for g in gens])).scores.view(len(batch), n)
+                                        [batch[g.prompt_index].label for g in gens],
+                                        [batch[g.prompt_index].source for g in gens])).scores.view(len(batch), n)
             for j, p in enumerate(batch):
                 best, worst = int(scores[j].argmax()), int(scores[j].argmin())
                 top = float(scores[j, best])

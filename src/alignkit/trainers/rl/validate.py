@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alignkit.algos.advantages import ADVANTAGE_ESTIMATORS
+from alignkit.config.ranges import check_rl_conflicts
 from alignkit.config.rl import RLConfig
 from alignkit.config.validate import validate_executor, validate_run
 from alignkit.errors import ConfigError
@@ -16,11 +17,13 @@ def validate_rl(cfg: RLConfig) -> None:
     a, r = cfg.algo, cfg.rollout
     if cfg.train.max_steps < 1:
         raise ConfigError("--train.max_steps must be at least 1 for rl")
-    if ADVANTAGE_ESTIMATORS[a.advantage].grouped and r.n_samples_per_prompt < 2:
+    estimator = ADVANTAGE_ESTIMATORS[a.advantage]
+    if estimator.grouped and r.n_samples_per_prompt < 2:
         raise ConfigError(
             f"--algo.advantage {a.advantage} compares samples of the same prompt: "
             f"--rollout.n_samples_per_prompt must be at least 2, got {r.n_samples_per_prompt}"
         )
+    check_rl_conflicts(cfg, estimator)  # config/ranges.py
     if a.ppo_epochs < 1 or a.mini_batches < 1:
         raise ConfigError("--algo.ppo_epochs and --algo.mini_batches must be at least 1")
     n_seqs = cfg.train.batch_size * r.n_samples_per_prompt

@@ -23,6 +23,7 @@ from alignkit.data.samples import TokenizedUnpaired
 from alignkit.data.tokenize import tokenize_unpaired
 from alignkit.models.forward import sequence_logps
 from alignkit.models.load import load_causal_lm
+from alignkit.models.padding import pad_id
 from alignkit.models.reference import Reference, load_frozen, needs_own_model, reference_per_item
 from alignkit.trainers.supervised.launch import launch
 from alignkit.trainers.supervised.loop import train_supervised
@@ -89,6 +90,9 @@ class KTOObjective:
     def n_tokens(self, b: KTOBatch) -> int:
         return b.packed.n_tokens
 
+    def sample_tokens(self, item: RefUnpaired) -> int:
+        return len(item.item.sample.input_ids) + len(item.item.kl_sample.input_ids)
+
 
 def run_kto(cfg: KTOConfig) -> dict[str, float]:
     """Train per `cfg` (in this process, or data parallel: trainers/supervised/launch.py)."""
@@ -108,14 +112,14 @@ def train_kto(cfg: KTOConfig) -> dict[str, float]:
 
     def both(items: Sequence[TokenizedUnpaired]) -> PackedBatch:  # item i's samples: segments i, m + i
         samples = [i.sample for i in items] + [i.kl_sample for i in items]
-        return pack(samples, p.tokenizer.pad_token_id, d.max_length, d.packing).to(device)
+        return pack(samples, pad_id(p.tokenizer), d.max_length, d.packing).to(device)
 
     refs = reference_per_item(reference, (p.train, p.evals), both, micro, cfg.ref.precompute)
     model = model or load_causal_lm(cfg.model, device)
     backend = build_backend(model, cfg.train, p.total_steps, device, cfg.policy)
     k = cfg.kto
     objective = KTOObjective(k.beta, k.desirable_weight, k.undesirable_weight, reference,
-                             p.tokenizer.pad_token_id, d.max_length, d.packing, device)
+                             pad_id(p.tokenizer), d.max_length, d.packing, device)
     train, evals = ([RefUnpaired(x, r) for x, r in zip(g, rs, strict=True)]
                     for g, rs in zip((p.train, p.evals), refs, strict=True))
     last = train_supervised(p.run, backend, objective, train, evals, p.total_steps)

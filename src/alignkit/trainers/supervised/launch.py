@@ -18,6 +18,8 @@ from alignkit.config.schema import RunConfig
 from alignkit.config.validate import validate_executor, validate_run
 from alignkit.errors import ConfigError
 from alignkit.models.load import resolve_device
+from alignkit.runtime.lock import run_lock
+from alignkit.runtime.signals import graceful_stop
 
 C = TypeVar("C", bound=RunConfig)
 
@@ -29,11 +31,13 @@ def launch(cfg: C, train: Callable[[C], dict[str, float]]) -> dict[str, float]:
     if cfg.executor == "ray":
         from alignkit.orchestration.ray.spmd import run_spmd  # Ray is imported only when asked for
 
-        return run_spmd(cfg, train)
+        with run_lock(cfg.output_dir):  # held by this process, the one the user signals (runtime/)
+            return run_spmd(cfg, train)
     joined = join_torchrun_group(resolve_device(cfg.train.device))
     try:
         check_local_workers(cfg)
-        return train(cfg)
+        with run_lock(cfg.output_dir), graceful_stop(cfg.output_dir):
+            return train(cfg)
     finally:
         if joined:
             dist.destroy_process_group()

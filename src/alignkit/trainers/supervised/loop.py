@@ -15,23 +15,29 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from alignkit.backends.base import LossFn, TrainBackend
-from alignkit.backends.distributed import add_metrics, all_reduce_metrics, rank
+from alignkit.backends.distributed import add_metrics, all_reduce_metrics, first_signal, rank
 from alignkit.checkpoint.state import TrainerState, read_state, save_state
 from alignkit.data.order import epoch_order
 from alignkit.errors import AlignkitError
 from alignkit.metrics.logger import MetricsLogger
 from alignkit.metrics.progress import progress_bar, short
-from alignkit.trainers.run import Run, config_dict
+from alignkit.runtime.signals import requested
+from alignkit.trainers.run import Run, config_dict, stop_with_checkpoint
 from alignkit.trainers.supervised.data_parallel import STAND_IN, shares
 from alignkit.workers.trained import RoleState, restore, role_state
 
 log = logging.getLogger("alignkit")
 
 S = TypeVar("S")
+
+StepSamples = Callable[[list, int], tuple[list, dict[str, float]]]
+"""(the step's samples, the step index) -> (the samples to train on, metrics of the step): a step-level
+transform that reads the current weights (on-policy generation). It must be a function of those and
+the step, so that a resumed run redoes it exactly; every data-parallel worker calls it."""
 
 
 class Objective(Protocol, Generic[S]):
@@ -40,10 +46,11 @@ class Objective(Protocol, Generic[S]):
     def collate(self, samples: Sequence[S]) -> Any:
         """Samples -> one micro-batch on the training device."""
 
-    def denominator(self, samples: Sequence[S]) -> float:
-        """What the step's loss is averaged over (tokens, pairs, ...), for the whole step."""
+    def denominator(self, samples: Sequence[S]) -> Any:
+        """What the step's loss is averaged over (tokens, pairs, ...), for the whole step: a float, or an
+        object of the step's counts that the objective's `loss_fn` reads (distill.py)."""
 
-    def loss_fn(self, denom: float) -> LossFn:
+    def loss_fn(self, denom: Any) -> LossFn:
         """The loss of one micro-batch, divided by the step's `denom`; its metrics add up over
         micro-batches (and workers) to the step's means. `denom` is `STAND_IN` (infinite) for a worker's
         stand-in call (data_parallel.py): the loss is then 0, and any collective a real call makes, the
@@ -51,6 +58,9 @@ class Objective(Protocol, Generic[S]):
 
     def n_tokens(self, batch: Any) -> int:
         """Non-padding tokens in a micro-batch (for tokens/s)."""
+
+    def sample_tokens(self, sample: S) -> int:
+        """Tokens of one sample, all its sequences in full (what `--train.micro_batch_tokens` counts)."""
 
 
 def plan_steps(n_train: int, batch_size: int, max_steps: int, epochs: int) -> tuple[int, int]:
@@ -61,23 +71,27 @@ def plan_steps(n_train: int, batch_size: int, max_steps: int, epochs: int) -> tu
     return per_epoch, (max_steps or per_epoch * epochs)
 
 
-def evaluate(backend: TrainBackend, objective: Objective, samples: Sequence, micro: int) -> dict[str, float]:
-    """Loss and metrics over `samples` (collective: every worker evaluates its shares)."""
+def evaluate(backend: TrainBackend, objective: Objective, samples: Sequence, micro: int,
+             tokens: int = 0) -> dict[str, float]:
+    """Loss and metrics over `samples` (collective: every worker evaluates its shares). Micro-batches of
+    `micro` samples, or of at most `tokens` tokens when `tokens` > 0 (data_parallel.py)."""
     fn, stand_in = objective.loss_fn(objective.denominator(samples)), objective.loss_fn(STAND_IN)
     total: dict[str, float] = {}
-    for mine, real in shares(samples, micro):
+    for mine, real in shares(samples, micro, tokens, objective.sample_tokens):
         out = backend.evaluate(objective.collate(mine), fn if real else stand_in)
         if real:
             add_metrics(total, out)
     return {f"eval_{k}": v for k, v in all_reduce_metrics(total).items()}
 
 
-def train_step(backend: TrainBackend, objective: Objective, batch: Sequence, micro: int) -> dict[str, float]:
-    """One optimizer step on `batch`: this worker's shares of its micro-batches, gradients accumulated
-    (summed over the workers by a sharded backend); loss metrics and tokens summed over the workers."""
+def train_step(backend: TrainBackend, objective: Objective, batch: Sequence, micro: int,
+               tokens: int = 0) -> dict[str, float]:
+    """One optimizer step on `batch`: this worker's shares of its micro-batches (`micro` samples, or at
+    most `tokens` tokens when `tokens` > 0), gradients accumulated (summed over the workers by a sharded
+    backend); loss metrics and tokens summed over the workers."""
     fn, stand_in = objective.loss_fn(objective.denominator(batch)), objective.loss_fn(STAND_IN)
     metrics: dict[str, float] = {"tokens": 0}
-    for mine, real in shares(batch, micro):
+    for mine, real in shares(batch, micro, tokens, objective.sample_tokens):
         mb = objective.collate(mine)
         out = backend.forward_backward(mb, fn if real else stand_in)
         if real:
@@ -89,7 +103,7 @@ def save(run: Run, backend: TrainBackend, state: TrainerState) -> None:
     """A checkpoint of the step: gathered from every worker (collective), written by rank 0."""
     part = role_state(backend)
     if rank() == 0:
-        save_state(run.ckpt_dir, {"model": part.weights}, {"model": part.optim}, state, run.cfg.checkpoint.keep)
+        save_state(run.ckpt_dir, {"model": part.weights}, {"model": part.optim}, state, run.cfg.checkpoint.keep, run.record)
 
 
 def resume(run: Run, backend: TrainBackend) -> TrainerState:
@@ -107,8 +121,10 @@ def train_supervised(
     train: Sequence,
     evals: Sequence,
     total_steps: int,
+    step_samples: StepSamples | None = None,
 ) -> dict[str, float]:
-    """Run to `total_steps`; returns the last logged metrics (eval included when there is eval data)."""
+    """Run to `total_steps`; returns the last logged metrics (eval included when there is eval data).
+    `step_samples` transforms each step's samples before they are split (evaluation never)."""
     cfg = run.cfg
     t = cfg.train
     per_epoch = len(train) // t.batch_size
@@ -126,13 +142,16 @@ def train_supervised(
             order = epoch_order(len(train), cfg.seed, state.epoch)
             batch = [train[i] for i in order[state.sample_offset : state.sample_offset + t.batch_size]]
             t0 = time.perf_counter()
-            metrics = train_step(backend, objective, batch, t.micro_batch_size)
+            extra: dict[str, float] = {}
+            if step_samples is not None:
+                batch, extra = step_samples(batch, state.step)
+            metrics = train_step(backend, objective, batch, t.micro_batch_size, t.micro_batch_tokens) | extra
             state.step += 1
             dt = time.perf_counter() - t0
             metrics |= {"epoch": state.epoch, "tokens_per_s": metrics["tokens"] / dt, "step_time_s": dt}
             is_last = state.step == total_steps
             if evals and (is_last or (t.eval_steps and state.step % t.eval_steps == 0)):
-                metrics |= evaluate(backend, objective, evals, t.micro_batch_size)
+                metrics |= evaluate(backend, objective, evals, t.micro_batch_size, t.micro_batch_tokens)
             metrics["elapsed_s"] = time.perf_counter() - start
             logged = state.step % cfg.logging.log_steps == 0 or is_last or any(k.startswith("eval_") for k in metrics)
             if logger is not None and logged:
@@ -140,8 +159,11 @@ def train_supervised(
             last = metrics
             bar.update(1)
             bar.set_postfix(short(metrics, ("loss", "accuracy", "eval_loss", "tokens_per_s")))
-            if cfg.checkpoint.save_steps and state.step % cfg.checkpoint.save_steps == 0 and not is_last:
+            periodic = bool(cfg.checkpoint.save_steps) and state.step % cfg.checkpoint.save_steps == 0 and not is_last
+            if periodic:
                 save(run, backend, state)
+            if not is_last and (signum := first_signal(requested(run.dir))) is not None:  # runtime/signals.py
+                stop_with_checkpoint(run, signum, None if periodic else lambda: save(run, backend, state), state.step)
     finally:
         bar.close()
         if logger is not None:

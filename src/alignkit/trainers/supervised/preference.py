@@ -21,6 +21,7 @@ from alignkit.config.schema import DPOConfig
 from alignkit.data.packing import PackedBatch, PairPacker
 from alignkit.data.samples import TokenizedPair
 from alignkit.data.tokenize import tokenize_pairs
+from alignkit.errors import ConfigError
 from alignkit.models.forward import sequence_logps
 from alignkit.models.load import load_causal_lm
 from alignkit.models.reference import Reference, load_frozen, needs_own_model, reference_per_item
@@ -48,6 +49,10 @@ LOSSES: dict[str, LossSpec] = {
 
 def resolve_loss(cfg: DPOConfig) -> tuple[LossSpec, PreferenceConfig]:
     spec, o = LOSSES[cfg.loss], cfg.dpo
+    given = [f for f, v in (("--ref.path", cfg.ref.path), ("--ref.precompute", cfg.ref.precompute)) if v]
+    if not spec.uses_ref and given:
+        raise ConfigError(f"--loss {cfg.loss} is reference-free, so {given[0]} would be ignored: drop it, or use a "
+                          "loss with a reference (dpo, cdpo, ipo, rpo)")
     return spec, PreferenceConfig(
         beta=o.beta if o.beta is not None else spec.default_beta,
         label_smoothing=o.label_smoothing if cfg.loss == "cdpo" else 0.0,
@@ -109,6 +114,9 @@ class PairwiseObjective:
 
     def n_tokens(self, b: PairBatch) -> int:
         return b.tokens
+
+    def sample_tokens(self, item: RefPair) -> int:
+        return item.pair.n_tokens
 
 
 def run_dpo(cfg: DPOConfig) -> dict[str, float]:

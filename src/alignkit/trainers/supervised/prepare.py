@@ -16,7 +16,9 @@ from alignkit.config.validate import validate_run
 from alignkit.data.packing import PairPacker
 from alignkit.data.readers import Record
 from alignkit.data.samples import TokenizeStats
+from alignkit.data.validate import cut_to_max_length
 from alignkit.models.load import load_tokenizer
+from alignkit.models.padding import pad_id
 from alignkit.trainers.run import Run, load_records, start_run
 from alignkit.trainers.supervised.loop import plan_steps
 
@@ -39,7 +41,7 @@ def prepare(cfg: RunConfig, tokenize: Tokenize) -> Prepared:
     validate_run(cfg)
     run = start_run(cfg)
     tokenizer = load_tokenizer(cfg.model)
-    train_recs, eval_recs = load_records(cfg)
+    train_recs, eval_recs = (cut_to_max_length(r, tokenizer, cfg.data) for r in load_records(cfg))
     train, stats = tokenize(train_recs, tokenizer, cfg.data)
     evals, _ = tokenize(eval_recs, tokenizer, cfg.data)
     log.info("data: %s", stats.as_dict())
@@ -47,12 +49,17 @@ def prepare(cfg: RunConfig, tokenize: Tokenize) -> Prepared:
     return Prepared(run, tokenizer, train, evals, stats, total)
 
 
-def pair_packer(cfg: RunConfig, p: Prepared) -> PairPacker:
-    """How a run packs preference pairs: prompts shared unless switched off, packing is off, or the
-    attention kernel is flash-attention (it reads sample boundaries from position ids only)."""
+def shares_prompts(cfg: RunConfig) -> bool:
+    """Whether samples that begin alike share their prompt in the forward: unless switched off, packing
+    is off, or the attention kernel is flash-attention (it reads sample boundaries from position ids only)."""
     d = cfg.data
-    share = d.share_prompt and d.packing and not cfg.model.attn_implementation.startswith("flash")
-    return PairPacker(p.tokenizer.pad_token_id, d.max_length, d.packing, share, p.run.device)
+    return d.share_prompt and d.packing and not cfg.model.attn_implementation.startswith("flash")
+
+
+def pair_packer(cfg: RunConfig, p: Prepared) -> PairPacker:
+    """How a run packs preference pairs (`shares_prompts`)."""
+    d = cfg.data
+    return PairPacker(pad_id(p.tokenizer), d.max_length, d.packing, shares_prompts(cfg), p.run.device)
 
 
 def finish(p: Prepared, backend: TrainBackend, load: LoadModel, last: dict[str, float],

@@ -58,16 +58,20 @@ class RewardObjective:
     def n_tokens(self, batch: PairBatch) -> int:
         return batch.tokens
 
+    def sample_tokens(self, pair: TokenizedPair) -> int:
+        return pair.n_tokens
+
 
 @torch.no_grad()
-def reward_statistics(model, objective: RewardObjective, pairs: Sequence[TokenizedPair], micro: int) -> dict[str, float]:
+def reward_statistics(model, objective: RewardObjective, pairs: Sequence[TokenizedPair], micro: int,
+                      tokens: int = 0) -> dict[str, float]:
     """Mean and std of the trained model's scores over every training response (chosen and rejected),
     saved with the model so that online RL can score with normalised rewards. Collective in a
     data-parallel run: each worker scores its shares (a sharded forward needs every worker), and the
-    statistics are those of all the scores."""
+    statistics are those of all the scores. Micro-batches as in training (`micro` pairs, or `tokens`)."""
     model.eval()
     scores = []
-    for mine, real in shares(pairs, micro):
+    for mine, real in shares(pairs, micro, tokens, objective.sample_tokens):
         s = reward_scores(model, objective.collate(mine).packed)  # a stand-in's too: the forward is collective
         if real:
             scores.append(s)
@@ -90,5 +94,6 @@ def train_rm(cfg: RMConfig) -> dict[str, float]:
     last = train_supervised(p.run, backend, objective, p.train, p.evals, p.total_steps)
     extra = {}
     if cfg.rm.normalize:
-        extra[REWARD_STATS_FILE] = reward_statistics(model, objective, p.train, cfg.train.micro_batch_size)
+        extra[REWARD_STATS_FILE] = reward_statistics(model, objective, p.train, cfg.train.micro_batch_size,
+                                                       cfg.train.micro_batch_tokens)
     return finish(p, backend, load_reward_model, last, extra)
