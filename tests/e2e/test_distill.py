@@ -189,7 +189,7 @@ def test_bad_options_are_one_line_errors(tmp_path, tiny_dir, random_teacher, cap
         assert run_cli("distill", *distill_flags(tiny_dir, random_teacher, data, tmp_path / "o", 1), *flag) == 2
         assert capsys.readouterr().err.strip().splitlines()[-1] == f"alignkit distill: error: {message}"
     assert run_cli("distill", *distill_flags(tiny_dir, random_teacher, data, tmp_path / "o", 1), "--distill.loss", "kl") == 2
-    assert "Expected a typing.Literal['forward_kl', 'reverse_kl', 'jsd']. Got value: kl" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip() == "alignkit distill: error: --distill.loss must be one of forward_kl, reverse_kl, jsd, got 'kl'"
 
 
 def test_chat_records_and_their_on_policy_turn(tmp_path, tiny_dir, random_teacher):
