@@ -53,7 +53,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=None,
                    help="scratch folder for the model and runs (default: a new temporary folder)")
     p.add_argument("--budget-s", type=float, default=0, help="seconds for the whole run (0: the setting's)")
-    p.add_argument("--chunk-switch", default="", help="logprob_memory: SECTION.FIELD=OFF of the chunked log-prob path")
     args = p.parse_args(argv)
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
     if unknown := [s for s in chosen if s not in PARTS]:
@@ -92,8 +91,6 @@ def main(argv: list[str] | None = None) -> int:
             result = work / "results" / f"{name}.json"
             cmd = [sys.executable, str(HERE / script), "--device", args.device, "--work", str(work),
                    "--result", str(result), *(["--tiny"] if args.tiny else []), *options]
-            if name == "logprob_memory" and args.chunk_switch:
-                cmd += ["--chunk-switch", args.chunk_switch]
             outcome = run_part(name, cmd, limit, log, result, child_env())
         outcomes[name] = outcome
         print(f"    {name}: {outcome.status} in {outcome.seconds:.0f} s  {outcome.summary}", flush=True)

@@ -14,7 +14,6 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench" / "gpu"))
 
 from check import PARTS, parse_args  # noqa: E402
-from part_logprob_memory import switch_exists  # noqa: E402
 from report import rerun_hint  # noqa: E402
 from runner import Outcome, run_part  # noqa: E402
 
@@ -22,9 +21,7 @@ from runner import Outcome, run_part  # noqa: E402
 def test_dry_run_runs_every_part(tmp_path):
     env = os.environ | {"PYTHON": sys.executable, "OUT": str(tmp_path / "out"),
                         "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    # --chunk-switch: an existing boolean field stands in for issue 11's switch, so both modes are measured
-    done = subprocess.run(["bash", "scripts/gpu_check.sh", "--dry-run", "--work", str(tmp_path / "work"),
-                           "--chunk-switch", "data.packing=false"],
+    done = subprocess.run(["bash", "scripts/gpu_check.sh", "--dry-run", "--work", str(tmp_path / "work")],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-3000:]
     parts = json.loads((tmp_path / "out" / "gpu_check.json").read_text())["parts"]
@@ -93,12 +90,8 @@ def test_a_part_result_gives_status_and_figures(tmp_path):
 
 def test_rerun_names_what_failed_and_what_it_held_back():
     outcomes = {"env": Outcome("ok"), "model": Outcome("timeout"), "grpo": Outcome("skipped", reason="needs model"),
-                "logprob_memory": Outcome("skipped", reason="--model.x is not a config field yet"),
-                "deepspeed": Outcome("skipped", reason="budget: 12 s left")}
-    assert rerun_hint(outcomes) == "rerun what failed: scripts/gpu_check.sh --only model,grpo,deepspeed"
+                "logprob_memory": Outcome("skipped", reason="budget: 12 s left"),
+                "deepspeed": Outcome("skipped", reason="DeepSpeed is not installed")}
+    assert rerun_hint(outcomes) == "rerun what failed: scripts/gpu_check.sh --only model,grpo,logprob_memory"
     assert rerun_hint({"env": Outcome("ok")}) == ""
 
-
-def test_the_chunk_switch_is_looked_up_in_the_config():
-    assert switch_exists("data.packing=false") and switch_exists("train.lr=0")
-    assert not switch_exists("model.no_such_switch=false") and not switch_exists("nosection.x=1")
