@@ -189,3 +189,28 @@ def test_a_bad_env_class_is_a_one_line_config_error(tiny_dir, tmp_path, capsys):
     assert run_cli("rl", "--preset", "grpo", *flags) == 2
     assert capsys.readouterr().err.strip() == (
         f"alignkit rl: error: --env.class: {tmp_path / 'envs.py'} defines no 'Nope' (callables in it: Vowels)")
+
+
+def test_multiturn_resume_is_exact(tiny_dir, tmp_path, monkeypatch):
+    """Interrupted after a checkpoint at step 2 and resumed: the same games in the same order (the
+    prompt stream's position, the episodes' seeds), so the same metrics and weights as one run."""
+    from helpers import interrupt_on_call
+    from transformers import AutoModelForCausalLM
+
+    from alignkit.trainers.rl.online_rl import OnlineRL
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    extra = {"checkpoint.save_steps": 2, "algo.kl_coef": 0.05}
+    assert run_cli("rl", "--preset", "reinforce_pp", *env_flags(tiny_dir, a, 3, **extra)) == 0
+    with monkeypatch.context() as m:
+        interrupt_on_call(m, OnlineRL, "step", 3)
+        assert run_cli("rl", "--preset", "reinforce_pp", *env_flags(tiny_dir, b, 3, **extra)) == 130
+    assert run_cli("rl", "--preset", "reinforce_pp", *env_flags(tiny_dir, b, 3, **extra), "--resume") == 0
+    ra, rb = read_metrics(a / "rl"), read_metrics(b / "rl")
+    assert [r["step"] for r in rb] == [1, 2, 3]
+    for key in ("reward/mean", "loss", "kl", "env/model_tokens_mean", "env/env_tokens_mean"):
+        assert [r[key] for r in ra] == [r[key] for r in rb], key
+    wa = AutoModelForCausalLM.from_pretrained(a / "rl" / "final").state_dict()
+    wb = AutoModelForCausalLM.from_pretrained(b / "rl" / "final").state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)

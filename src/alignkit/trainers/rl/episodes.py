@@ -11,6 +11,7 @@ environment's and template's ids with response_mask 0, each turn's reward at its
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
 from dataclasses import dataclass, field
@@ -90,7 +91,7 @@ class EpisodeRollout:
         self.cfg, self.tokenizer = cfg, tokenizer
         e = cfg.env
         self.limits = Limits(e.max_turns, e.max_tokens, e.step_timeout_s)
-        self.rollout, self.reward, self.server = None, RoleReward(None), None
+        self.rollout, self.reward, self.server, self.pool = None, RoleReward(None), None, None
         if cfg.agent:
             from alignkit.envs.agent_runner import load_agent
 
@@ -115,6 +116,13 @@ class EpisodeRollout:
         out.rewards = shape_rewards(out.rewards, out.response_lengths(), self.cfg.algo, self.cfg.env.max_tokens)
         return out
 
+    def submit(self, prompts: list[dict[str, Any]], params: SamplingParams) -> concurrent.futures.Future:
+        """The round run on a thread of its own (asynchronous rollouts: the trainer trains meanwhile);
+        rounds run one after another, in the order submitted."""
+        if self.pool is None:
+            self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="alignkit-episodes")
+        return self.pool.submit(self.run, prompts, params, params.n)
+
     def _agents(self, episodes: list[Episode], params: SamplingParams) -> list[Trajectory]:
         from alignkit.envs.agent_runner import run_agents
         from alignkit.envs.agent_server import AgentServer
@@ -127,6 +135,9 @@ class EpisodeRollout:
         return run_agents(self.server, self.agent, episodes, e.agent_timeout_s)
 
     def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
         if self.server is not None:
             self.server.stop()
             self.server = None

@@ -114,7 +114,8 @@ class OnlineRL:
             from alignkit.orchestration.ray.async_rollout import AsyncRollout
 
             self.pipeline = AsyncRollout(self.rollout, self.stream, lambda step: self.sampling(step, 0),
-                                         cfg.train.batch_size, cfg.rollout.max_staleness, cfg.train.max_steps - 1)
+                                         cfg.train.batch_size, cfg.rollout.max_staleness, cfg.train.max_steps - 1,
+                                         self.episodes.submit if self.episodes else None)
 
     # -- one step ---------------------------------------------------------------------------
     def sampling(self, step: int, attempt: int) -> SamplingParams:
