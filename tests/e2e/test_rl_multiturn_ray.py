@@ -30,8 +30,8 @@ def test_ray_matches_local(tiny_dir, tmp_path):
 
 
 def test_async_multiturn_rollouts(tiny_dir, tmp_path):
-    rows = _run(tiny_dir, tmp_path / "async", 3, executor="ray", **{
+    rows = _run(tiny_dir, tmp_path / "async", 2, executor="ray", **{
         "ray.cpus_per_worker": 0.5, "rollout.async": "true", "rollout.max_staleness": 1})
-    assert [r["rollout/staleness"] for r in rows] == [0, 1, 1]
+    assert [r["rollout/staleness"] for r in rows] == [0, 1]
     assert all(r["env/turns_mean"] == 2 and r["env/failed"] == 0 for r in rows)
     assert all(r["logprob_mismatch/ratio_max"] > 0 for r in rows)
