@@ -10,6 +10,7 @@ from alignkit.algos.advantages import EstimatorName
 from alignkit.algos.aggregate import AggMode
 from alignkit.algos.kl import KLKind
 from alignkit.algos.losses.policy import PolicyLossName
+from alignkit.config.env import EnvConfig
 from alignkit.config.reward import RewardConfig
 from alignkit.config.rollout import RolloutConfig
 from alignkit.config.schema import DataConfig, ModelConfig, RefConfig, RunConfig
@@ -67,6 +68,8 @@ class AlgoConfig:
     """DAPO overlong shaping: responses within this many tokens of max_new_tokens are penalised linearly (0 disables)."""
     overlong_penalty: float = 1.0
     """Penalty at the length limit for overlong shaping."""
+    overlong_filter: bool = False
+    """DAPO overlong filtering: truncated responses (multi-turn: truncated trajectories) get no loss."""
 
     @property
     def kl_placement(self) -> Literal["none", "reward", "loss"]:
@@ -116,6 +119,27 @@ class RLConfig(RunConfig):
     """Critic (PPO)."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Held-out evaluation."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    """Multi-turn rollouts: the environment, its tools and the limits of a trajectory (docs/agents.md)."""
+    agent: str = ""
+    """Agent code as path/to/file.py:run, run(client, record) -> reward, driving the model through an OpenAI-compatible endpoint."""
+
+    @property
+    def multi_turn(self) -> bool:
+        """Trajectories come from an environment, tools or agent code (envs/), not single responses."""
+        return bool(self.env.class_ or self.env.gem or self.env.tools or self.agent)
+
+    @property
+    def env_rewards(self) -> bool:
+        """The environment or the agent code returns the rewards (--env.class, --env.gem, --agent): the
+        run has no reward role; the tool environment's answers are scored by --reward.* as usual."""
+        return bool(self.env.class_ or self.env.gem or self.agent)
+
+    @property
+    def response_limit(self) -> int:
+        """The most tokens after a prompt: a response's (--rollout.max_new_tokens), or a multi-turn
+        trajectory's (--env.max_tokens, model and environment tokens together)."""
+        return self.env.max_tokens if self.multi_turn else self.rollout.max_new_tokens
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,9 @@ def roles(cfg: Any) -> dict[str, Role]:
     out = {
         "policy": Role(dp, trained=True),
         "rollout": Role(cfg.rollout.num_workers),
-        "reward": Role(model=bool(cfg.reward.model_path)),
     }
+    if not cfg.env_rewards:  # an environment or agent code that returns rewards needs no reward role
+        out["reward"] = Role(model=bool(cfg.reward.model_path))
     if a.kl_placement != "none":
         out["reference"] = Role()
     if ADVANTAGE_ESTIMATORS[a.advantage].critic:

@@ -29,6 +29,7 @@ class Experience:
     advantages: torch.Tensor | None = None  # (n, L)
     returns: torch.Tensor | None = None  # (n, L)
     is_weight: torch.Tensor | None = None  # (n, L) truncated importance weights of stale rows (async); None: 1
+    turn_rewards: torch.Tensor | None = None  # (n, L) multi-turn: each turn's reward at its last sampled token
 
     @property
     def n(self) -> int:

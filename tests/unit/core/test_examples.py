@@ -27,7 +27,7 @@ CLASSES = {"sft": SFTConfig, "rm": RMConfig, "dpo": DPOConfig, "kto": KTOConfig,
 
 
 def _stem(path: Path) -> str:
-    return path.stem.removesuffix("_arithmetic").removesuffix("_sort")
+    return path.stem.removesuffix("_arithmetic").removesuffix("_sort").removesuffix("_guess")
 
 
 @functools.cache

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 
 import pytest
 import torch
 
+from alignkit.algos.metric import merge_all, values
 from alignkit.config.env import EnvConfig
 from alignkit.config.parse import parse_config
 from alignkit.envs.factory import build_env_factory, validate_env
-from alignkit.envs.metrics import EnvStats
+from alignkit.envs.metrics import env_metrics
 from alignkit.envs.reward_env import RewardEnv
 from alignkit.envs.rows import to_rows, trainable
 from alignkit.envs.tool_env import ToolEnv
@@ -110,14 +112,14 @@ def test_rows_by_hand():
 
 
 def test_metrics_by_hand():
-    stats = EnvStats.of([A, B, C])
-    assert stats.turns == 3 and stats.turns_max == 2 and stats.model_tokens == 4 and stats.env_tokens == 1
-    m = stats.metrics()
+    m = values(env_metrics([A, B, C]))
+    assert m["env/trajectories"] == 3 and m["env/failed"] == 1 and m["env/failed_rate"] == pytest.approx(1 / 3)
     assert m["env/turns_mean"] == 1.5 and m["env/turns_max"] == 2.0
     assert m["env/model_tokens_mean"] == 2.0 and m["env/env_tokens_mean"] == 0.5
     assert m["env/truncated_rate"] == pytest.approx(1 / 3) and m["env/truncated_rate/max_tokens"] == pytest.approx(1 / 3)
-    assert m["env/failed_rate"] == pytest.approx(1 / 3) and "env/tool_success_rate" not in m
-    merged = EnvStats.of([A]).merge(EnvStats.of([B, C]))
-    assert merged == stats
-    tools = EnvStats(trajectories=2, tool_calls_ok=3, tool_calls_failed=1, tool_time_s=0.5)
-    assert tools.metrics()["env/tool_success_rate"] == 0.75 and tools.metrics()["env/tool_calls_mean"] == 2.0
+    assert m["env/truncated_rate/max_turns"] == 0 and "env/tool_success_rate" not in m
+    # rounds combine exactly: the metrics of [A] and of [B, C] merged are those of [A, B, C]
+    assert values(merge_all([env_metrics([A]), env_metrics([B, C])])) == pytest.approx(m)
+    tool = dataclasses.replace(B, tool_calls_ok=3, tool_calls_failed=1, tool_time_s=0.5)
+    m = values(merge_all([env_metrics([tool]), env_metrics([A])]))  # A made no calls: the rate is of calls
+    assert m["env/tool_success_rate"] == 0.75 and m["env/tool_calls_mean"] == 2.0 and m["env/tool_time_s_mean"] == 0.25

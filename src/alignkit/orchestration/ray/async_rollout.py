@@ -35,19 +35,24 @@ class _InFlight:
 
 @dataclass(frozen=True)
 class Round:
-    """A generated round: its prompts, their generations and the policy version that sampled them."""
+    """A generated round: its prompts, their generations (or a multi-turn round, trainers/rl/episodes.py)
+    and the policy version that sampled them."""
 
     prompts: list[Any]
-    gens: list[Generation]
+    gens: list[Generation] | Any
     version: int
 
 
 class AsyncRollout:
     def __init__(self, rollout: Any, stream: Any, params: Callable[[int], SamplingParams], batch_size: int,
-                 max_staleness: int, last_step: int):
+                 max_staleness: int, last_step: int, submit: Callable[[list, SamplingParams], Any] | None = None):
         """`rollout`: the rollout group; `stream`: the prompt stream (epoch, offset, take);
-        `params(step)`: the sampling of the round of `step`; `last_step`: no round is made after it."""
+        `params(step)`: the sampling of the round of `step`; `last_step`: no round is made after it;
+        `submit(prompts, params)`: starts a round and returns what `.result()` gives it (default: one
+        `generate` on the rollout group; multi-turn rounds run their episodes on a thread, and a weight
+        load queued meanwhile reaches their later turns: the importance weights correct that too)."""
         self.rollout, self.stream, self.params = rollout, stream, params
+        self.submit = submit or (lambda prompts, p: rollout.submit("generate", [x.ids for x in prompts], p))
         self.batch_size, self.k, self.last_step = batch_size, max_staleness, last_step
         self.queue: deque[_InFlight] = deque()
         self.loads: list[Any] = []
@@ -81,6 +86,6 @@ class AsyncRollout:
     def _submit(self, step: int, version: int) -> None:
         position = (self.stream.epoch, self.stream.offset)
         prompts = self.stream.take(self.batch_size)
-        pending = self.rollout.submit("generate", [p.ids for p in prompts], self.params(step))
+        pending = self.submit(prompts, self.params(step))
         self.queue.append(_InFlight(step, prompts, position, version, pending, self.loads))
         self.loads = []

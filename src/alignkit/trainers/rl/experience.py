@@ -35,12 +35,24 @@ def layout(prompts: list[Prompt], gens: list[Generation], group_offset: int, pad
     }
 
 
-def shape_rewards(scores: torch.Tensor, gens: list[Generation], algo: AlgoConfig, max_new_tokens: int) -> torch.Tensor:
-    """The reward after DAPO's overlong shaping (when enabled)."""
+def shape_rewards(scores: torch.Tensor, lengths: torch.Tensor, algo: AlgoConfig, max_len: int) -> torch.Tensor:
+    """The reward after DAPO's overlong shaping (when enabled). `lengths (n,)`: the tokens after each
+    prompt; `max_len`: their limit (--rollout.max_new_tokens, or --env.max_tokens for trajectories)."""
     if not algo.overlong_buffer:
         return scores
-    lengths = torch.tensor([len(g.response_ids) for g in gens])
-    return scores + overlong_penalty(lengths, max_new_tokens, algo.overlong_buffer, algo.overlong_penalty)
+    return scores + overlong_penalty(lengths, max_len, algo.overlong_buffer, algo.overlong_penalty)
+
+
+def turn_credit(turn_rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-turn credit as token rewards beside the sequence reward. `turn_rewards (n, L)` holds each
+    turn's reward at its last sampled token, so a row sums to the trajectory's reward, which the
+    estimators place on the row's last masked token; subtracting that sum there gives `(n, L)` token
+    rewards with which each token's reward is its turn's, and the sequence reward's own shaping (the
+    overlong penalty, a group baseline) stays on the last token."""
+    m = mask.bool()
+    positions = torch.arange(m.shape[1]).expand_as(m)
+    last = torch.where(m, positions, -1).amax(-1).clamp(min=0)
+    return turn_rewards.scatter_add(-1, last[:, None], -turn_rewards.sum(-1, keepdim=True))
 
 
 def kl_reward(exp: Experience, algo: AlgoConfig, coef: float) -> torch.Tensor | None:
@@ -54,6 +66,9 @@ def kl_reward(exp: Experience, algo: AlgoConfig, coef: float) -> torch.Tensor | 
 def with_advantages(exp: Experience, algo: AlgoConfig, kl_coef: float) -> Experience:
     estimator = ADVANTAGE_ESTIMATORS[algo.advantage]
     rewards, token_rewards = exp.rewards, kl_reward(exp, algo, kl_coef)
+    if exp.turn_rewards is not None and not estimator.sequence_reward:  # token-level: credit per turn
+        credit = turn_credit(exp.turn_rewards, exp.response_mask)
+        token_rewards = credit if token_rewards is None else token_rewards + credit
     if token_rewards is not None and estimator.sequence_reward:
         # One reward per sequence: the per-token KL penalty is summed into it (RLOO with the KL in the
         # reward, as in Ahmadian et al. 2024).

@@ -7,25 +7,29 @@ from collections.abc import Sequence
 import torch
 
 from alignkit.algos.aggregate import masked_mean
+from alignkit.algos.metric import merge_all, values
 from alignkit.workers.experience import Experience
 
 
-def batch_metrics(exp: Experience, rounds: Sequence, max_new_tokens: int) -> dict[str, float]:
-    gens = [g for r in rounds for g in r.gens]
-    lengths = torch.tensor([len(g.response_ids) for g in gens], dtype=torch.float32)
+def batch_metrics(exp: Experience, rounds: Sequence) -> dict[str, float]:
+    """`rounds`: the step's generation rounds (single responses, or multi-turn trajectories whose lengths
+    count every token after the prompt and which add their `env/...` metrics)."""
+    lengths = torch.cat([r.response_lengths() for r in rounds]).float()
+    acting = exp.advantages[exp.response_mask.bool()]  # empty when overlong filtering masked every row
     m = {
         "reward/mean": float(exp.rewards.mean()),
         "reward/std": float(exp.rewards.std()) if exp.n > 1 else 0.0,
         "response_length/mean": float(lengths.mean()),
         "response_length/max": float(lengths.max()),
-        "response_length/truncated_frac": sum(g.finish_reason == "length" for g in gens) / len(gens),
+        "response_length/truncated_frac": float(torch.cat([r.truncated() for r in rounds]).double().mean()),
         "advantages/mean": float(masked_mean(exp.advantages, exp.response_mask)),
-        "advantages/max": float(exp.advantages[exp.response_mask.bool()].max()),
-        "advantages/min": float(exp.advantages[exp.response_mask.bool()].min()),
+        "advantages/max": float(acting.max()) if acting.numel() else 0.0,
+        "advantages/min": float(acting.min()) if acting.numel() else 0.0,
         "sequences": exp.n,
     }
     for name in rounds[0].components:
         m[f"reward/{name}"] = float(torch.cat([r.components[name].float() for r in rounds]).mean())
+    m |= values(merge_all(r.metrics for r in rounds))  # multi-turn: the env/ metrics of every round
     if exp.old_logp is not None:
         m |= logprob_mismatch(exp.old_logp, exp.behaviour_logp, exp.response_mask)
     return m

@@ -13,11 +13,11 @@ def policy_objective_of(cfg: RLConfig, kl_coef: float) -> PolicyObjective:
     a = cfg.algo
     return PolicyObjective(
         loss=a.policy_loss, clip_low=a.clip_low, clip_high=a.clip_high, dual_clip=a.dual_clip, agg=a.loss_agg,
-        max_len=cfg.rollout.max_new_tokens, kl_coef=kl_coef if a.kl_placement == "loss" else 0.0,
+        max_len=cfg.response_limit, kl_coef=kl_coef if a.kl_placement == "loss" else 0.0,
         kl_estimator=a.kl_estimator, kl_clamp=a.kl_clamp, entropy_coef=a.entropy_coef,
     )
 
 
 def value_objective_of(cfg: RLConfig) -> ValueObjective:
     """The critic's objective: its value clipping, with the policy's aggregation."""
-    return ValueObjective(cfg.algo.value_clip, cfg.algo.loss_agg, cfg.rollout.max_new_tokens)
+    return ValueObjective(cfg.algo.value_clip, cfg.algo.loss_agg, cfg.response_limit)

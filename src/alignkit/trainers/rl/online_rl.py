@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -37,6 +37,7 @@ from alignkit.rollout.base import Generation
 from alignkit.rollout.engines import ENGINES
 from alignkit.runtime.lock import run_lock
 from alignkit.runtime.signals import graceful_stop, requested
+from alignkit.trainers.rl.episodes import EpisodeRollout
 from alignkit.trainers.rl.experience import layout, shape_rewards, with_advantages
 from alignkit.trainers.rl.metrics import batch_metrics
 from alignkit.trainers.rl.objectives import policy_objective_of, value_objective_of
@@ -61,6 +62,28 @@ class Scored:
     gens: list[Generation]
     rewards: torch.Tensor
     components: dict[str, torch.Tensor]
+    metrics: dict[str, Metric] = field(default_factory=dict)  # a multi-turn round's env/ metrics; none here
+
+    # The round's face to the controller, shared with a multi-turn round (trainers/rl/episodes.py).
+    def group_ids(self) -> torch.Tensor:
+        return torch.tensor([g.prompt_index for g in self.gens])
+
+    def response_lengths(self) -> torch.Tensor:
+        return torch.tensor([len(g.response_ids) for g in self.gens])
+
+    def truncated(self) -> torch.Tensor:
+        return torch.tensor([g.finish_reason == "length" for g in self.gens], dtype=torch.bool)
+
+    def sampled_tokens(self) -> int:
+        return sum(len(g.response_ids) for g in self.gens)
+
+    def select(self, keep: torch.Tensor) -> Scored:
+        idx = keep.nonzero().flatten().tolist()
+        return Scored(self.prompts, [self.gens[i] for i in idx], self.rewards[keep],
+                      {k: v[keep] for k, v in self.components.items()})
+
+    def rows(self, group_offset: int, pad_id: int) -> dict[str, torch.Tensor]:
+        return layout(self.prompts, self.gens, group_offset, pad_id)
 
 
 class OnlineRL:
@@ -70,18 +93,25 @@ class OnlineRL:
         tokenizer = load_tokenizer(cfg.model)
         self.pad_id = pad_id(tokenizer)
         train_recs, eval_recs = (cut_to_max_length(r, tokenizer, cfg.data) for r in load_records(cfg))
-        check_labels(train_recs + eval_recs, cfg.data.label_key, label_rules(cfg.reward.rules))  # before any model
-        self.stream = PromptStream([to_prompt(r, tokenizer, cfg.data) for r in train_recs], cfg.seed)
-        self.eval_prompts = [to_prompt(r, tokenizer, cfg.data) for r in eval_recs[: cfg.eval.max_prompts]]
+        if not cfg.env_rewards:  # the reward role's label-reading rules compare with each record's answer
+            check_labels(train_recs + eval_recs, cfg.data.label_key, label_rules(cfg.reward.rules))  # before any model
+        eval_recs = eval_recs[: cfg.eval.max_prompts]
+        # Multi-turn: the prompt records go to the environments (or agent code) as they are.
+        self.episodes = EpisodeRollout(cfg, tokenizer) if cfg.multi_turn else None
+        prompt = (lambda r: r.data) if self.episodes else (lambda r: to_prompt(r, tokenizer, cfg.data))
+        self.stream = PromptStream([prompt(r) for r in train_recs], cfg.seed)
+        self.eval_prompts = [prompt(r) for r in eval_recs]
         self.updates_per_step = a.ppo_epochs * a.mini_batches
         n_updates = cfg.train.max_steps * self.updates_per_step
         ex, has = self.executor, executor.roles  # the roles the controller gave its executor
         self.policy = ex.create("policy", PolicyWorker, cfg, n_updates)
         self.rollout = ex.create("rollout", RolloutWorker, cfg, ex.rollout_sleeps())
-        self.reward = ex.create("reward", RewardWorker, cfg)
+        self.reward = ex.create("reward", RewardWorker, cfg) if "reward" in has else None
         self.ref = ex.create("reference", ReferenceWorker, cfg) if "reference" in has else None
         self.critic = ex.create("critic", CriticWorker, cfg, n_updates) if "critic" in has else None
         ex.ready()
+        if self.episodes:
+            self.episodes.attach(self.rollout, self.reward)
         self.kl_ctl = (AdaptiveKLController(a.kl_coef, a.kl_target, a.kl_horizon) if a.kl_target
                        else FixedKLController(a.kl_coef))
         self.tokenizer = tokenizer
@@ -91,7 +121,8 @@ class OnlineRL:
             from alignkit.orchestration.ray.async_rollout import AsyncRollout
 
             self.pipeline = AsyncRollout(self.rollout, self.stream, lambda step: self.sampling(step, 0),
-                                         cfg.train.batch_size, cfg.rollout.max_staleness, cfg.train.max_steps - 1)
+                                         cfg.train.batch_size, cfg.rollout.max_staleness, cfg.train.max_steps - 1,
+                                         self.episodes.submit if self.episodes else None)
 
     # -- one step ---------------------------------------------------------------------------
     def sampling(self, step: int, attempt: int) -> SamplingParams:
@@ -99,6 +130,10 @@ class OnlineRL:
 
     def generate_and_score(self, prompts: list[Prompt], params: SamplingParams, timings: dict[str, float]) -> Scored:
         t0 = time.perf_counter()
+        if self.episodes:  # multi-turn: the environments score as they go (timing/generate includes them)
+            out = self.episodes.run(prompts, params, params.n)
+            timings["timing/generate"] += time.perf_counter() - t0
+            return out
         gens = self.rollout.generate([p.ids for p in prompts], params)
         timings["timing/generate"] += time.perf_counter() - t0
         return self.score(prompts, gens, timings)
@@ -109,14 +144,14 @@ class OnlineRL:
                                 [prompts[g.prompt_index].label for g in gens],
                                 [prompts[g.prompt_index].source for g in gens])
         timings["timing/score"] += time.perf_counter() - t0
-        rewards = shape_rewards(out.scores.float(), gens, self.cfg.algo, self.cfg.rollout.max_new_tokens)
+        lengths = torch.tensor([len(g.response_ids) for g in gens])
+        rewards = shape_rewards(out.scores.float(), lengths, self.cfg.algo, self.cfg.rollout.max_new_tokens)
         return Scored(prompts, gens, rewards, out.components)
 
     def collect(self, step: int, timings: dict[str, float]) -> tuple[list[Scored], dict[str, float]]:
         """Generation rounds for one step. With dynamic sampling, groups whose rewards are all equal
         are dropped and more prompts drawn until the batch is full or the tries run out."""
         a, want = self.cfg.algo, self.cfg.train.batch_size
-        n = self.cfg.rollout.n_samples_per_prompt
         kept: list[Scored] = []
         have, dropped, tries = 0, 0, 0
         while have < want and tries < max(1, a.max_sampling_tries if a.dynamic_sampling else 1):
@@ -124,8 +159,10 @@ class OnlineRL:
                                              self.sampling(step, tries), timings)
             tries += 1
             if a.dynamic_sampling:
-                groups = torch.tensor([g.prompt_index for g in scored.gens])
-                informative = informative_groups(scored.rewards, groups).view(-1, n)[:, 0]
+                groups = scored.group_ids()
+                # Per prompt (a multi-turn group whose every trajectory failed has no samples: not informative)
+                informative = torch.zeros(len(scored.prompts), dtype=torch.bool)
+                informative[groups] = informative_groups(scored.rewards, groups)
                 dropped += int((~informative).sum())
                 # Keep the first informative groups that fit; extra ones of the last round are unused.
                 keep_groups = informative & (informative.cumsum(0) <= want - have)
@@ -133,9 +170,9 @@ class OnlineRL:
                     if tries == a.max_sampling_tries and not kept:
                         kept.append(scored)  # nothing informative at all: train on the last round
                     continue
-                scored = _select(scored, keep_groups.repeat_interleave(n))
+                scored = scored.select(keep_groups[groups])
             kept.append(scored)
-            have += len({g.prompt_index for g in scored.gens})
+            have += len(set(scored.group_ids().tolist()))
         return kept, {"dynamic_sampling/dropped_groups": dropped, "dynamic_sampling/tries": tries}
 
     def collect_async(self, step: int, timings: dict[str, float]) -> tuple[list[Scored], int]:
@@ -144,23 +181,28 @@ class OnlineRL:
         t0 = time.perf_counter()
         r = self.pipeline.take(step, self.state.step)
         timings["timing/generate"] += time.perf_counter() - t0
-        return [self.score(r.prompts, r.gens, timings)], r.version
+        # A multi-turn round comes back scored by its environments (trainers/rl/episodes.py).
+        return [r.gens if self.episodes else self.score(r.prompts, r.gens, timings)], r.version
 
     def make_experience(self, rounds: list[Scored], timings: dict[str, float], version: int) -> Experience:
         parts, offset = [], 0
         for r in rounds:
-            parts.append(layout(r.prompts, r.gens, offset, self.pad_id))
+            parts.append(r.rows(offset, self.pad_id))
             offset += len(r.prompts)
         width = max(p["input_ids"].shape[1] for p in parts)
         cat = {k: _cat([p[k] for p in parts], width, self.pad_id if k == "input_ids" else 0) for k in parts[0]}
         exp = Experience(**cat, rewards=torch.cat([r.rewards for r in rounds]), version=version)
         t0 = time.perf_counter()
         a = self.cfg.algo
+        if a.overlong_filter:  # DAPO's overlong filtering: no loss on truncated responses or trajectories
+            truncated = torch.cat([r.truncated() for r in rounds])
+            exp = exp.with_(response_mask=exp.response_mask * ~truncated[:, None])
         calls = {}  # independent forward passes: the executor may run them at the same time
         # Samples of an older policy (async) or of another engine's numerics (vLLM's kernels) are
         # corrected by truncated importance weights, which need pi_old as the trainer computes it.
         off_policy = self.pipeline is not None or ENGINES[self.cfg.rollout.engine].own_logprobs
-        if self.updates_per_step > 1 or a.kl_placement == "reward" or off_policy:
+        # Multi-turn rows always get them too: the mismatch on tokens sampled across turns is logged.
+        if self.updates_per_step > 1 or a.kl_placement == "reward" or off_policy or self.episodes:
             calls["old_logp"] = RoleCall(self.policy, "logprobs", (exp,))
         if self.ref is not None:
             calls["ref_logp"] = RoleCall(self.ref, "logprobs", (exp,))
@@ -210,13 +252,13 @@ class OnlineRL:
             rounds, ds_metrics = self.collect(step, timings)
             version, extra = step, ds_metrics if self.cfg.algo.dynamic_sampling else {}
         exp = self.make_experience(rounds, timings, version)
-        metrics = batch_metrics(exp, rounds, self.cfg.rollout.max_new_tokens)
+        metrics = batch_metrics(exp, rounds)
         metrics |= values(self.train_on(exp, step, timings))  # the step's metrics, reduced once
         if "kl" in metrics:
             self.kl_ctl.update(metrics["kl"], exp.n)
         self.sync(timings)
         dt = time.perf_counter() - t0
-        gen_tokens = sum(len(g.response_ids) for r in rounds for g in r.gens)
+        gen_tokens = sum(r.sampled_tokens() for r in rounds)
         metrics |= extra
         metrics |= timings | {"kl_coef": self.kl_ctl.value, "step_time_s": dt, "tokens_per_s": gen_tokens / dt,
                               "generate_tokens_per_s": gen_tokens / max(timings["timing/generate"], 1e-9)}
@@ -290,11 +332,6 @@ class OnlineRL:
         return last
 
 
-def _select(s: Scored, keep: torch.Tensor) -> Scored:
-    idx = keep.nonzero().flatten().tolist()
-    return Scored(s.prompts, [s.gens[i] for i in idx], s.rewards[keep], {k: v[keep] for k, v in s.components.items()})
-
-
 def _cat(tensors: list[torch.Tensor], width: int, pad: int) -> torch.Tensor:
     if tensors[0].dim() == 1:
         return torch.cat(tensors)
@@ -306,12 +343,15 @@ def run_rl(cfg: RLConfig) -> dict[str, float]:
     with run_lock(cfg.output_dir):  # one run per output_dir (runtime/lock.py)
         run = start_run(cfg)
         executor = build_executor(cfg, roles(cfg))  # the controller's roles, which the executor places
+        trainer = None
         try:
             with graceful_stop(run.dir):  # after the executor: ray.init sets its own SIGTERM handler
                 trainer = OnlineRL(cfg, run, executor)
                 last = trainer.train()
             trainer.policy.export(str(run.dir / "final"))
         finally:
+            if trainer is not None and trainer.episodes:
+                trainer.episodes.close()  # the agent endpoint, when one was started
             executor.shutdown()  # the roles' processes, even when building or training failed
     write_report(run.dir)
     return last

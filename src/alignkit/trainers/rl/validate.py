@@ -6,6 +6,7 @@ from alignkit.algos.advantages import ADVANTAGE_ESTIMATORS
 from alignkit.config.ranges import check_rl_conflicts
 from alignkit.config.rl import RLConfig
 from alignkit.config.validate import validate_executor, validate_run
+from alignkit.envs.factory import validate_env
 from alignkit.errors import ConfigError
 from alignkit.rewards.registry import validate_reward
 from alignkit.rollout.engines import ENGINES
@@ -36,6 +37,13 @@ def validate_rl(cfg: RLConfig) -> None:
         raise ConfigError(f"--policy.num_workers ({cfg.policy.num_workers}) exceeds the sequences of a mini-batch ({n_mini})")
     validate_workers(cfg)
     validate_engine(cfg)
+    if cfg.multi_turn:
+        validate_env(cfg.env, cfg.agent)
+    if a.overlong_buffer > cfg.response_limit:
+        flag = "--env.max_tokens" if cfg.multi_turn else "--rollout.max_new_tokens"
+        raise ConfigError(f"--algo.overlong_buffer ({a.overlong_buffer}) must be at most {flag} ({cfg.response_limit})")
+    if cfg.env_rewards:  # the environment or the agent code returns the rewards
+        return
     if not (cfg.reward.function or cfg.reward.rules or cfg.reward.model_path or cfg.reward.urls):
         raise ConfigError("no reward: give --reward.rules, --reward.function, --reward.model_path or --reward.urls")
     validate_reward(cfg.reward)  # names and weights, before any model is loaded
