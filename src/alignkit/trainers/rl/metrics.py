@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 
 from alignkit.algos.aggregate import masked_mean
+from alignkit.algos.metric import values
+from alignkit.trainers.rl.teacher_metrics import teacher_metrics
 from alignkit.workers.experience import Experience
 
 
@@ -28,6 +30,8 @@ def batch_metrics(exp: Experience, rounds: Sequence, max_new_tokens: int) -> dic
         m[f"reward/{name}"] = float(torch.cat([r.components[name].float() for r in rounds]).mean())
     if exp.old_logp is not None:
         m |= logprob_mismatch(exp.old_logp, exp.behaviour_logp, exp.response_mask)
+    if exp.teacher_logp is not None:
+        m |= values(teacher_metrics(exp))
     return m
 
 
