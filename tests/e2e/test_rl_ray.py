@@ -127,3 +127,19 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tiny_dir, tmp_path, capsys):
     assert f"alignkit rl: stopped by SIGTERM: checkpoint {ckpt} written" in capsys.readouterr().err
     assert list_checkpoints(tmp_path / "rl" / "checkpoints") == [ckpt]
     assert [r["step"] for r in read_metrics(tmp_path / "rl")] == [1, 2]
+
+
+def test_a_teacher_on_its_own_bundle_matches_local(tiny_dir, tmp_path):
+    # on-policy distillation: the teacher is a role of its own (separate placement: its own bundle, its
+    # forward pass at the same time as the policy's) and scores the same numbers as in one process
+    from alignkit.config.schema import TinyModelConfig
+    from alignkit.models.tiny import build_tiny
+
+    teacher = build_tiny(TinyModelConfig(output=str(tmp_path / "teacher"), hidden=32, layers=1, heads=2, kv_heads=1))
+    _, local = _run("opd", tiny_dir, tmp_path / "local", 1, "--teacher.path", teacher)
+    rc, remote = _run("opd", tiny_dir, tmp_path / "ray", 1, "--teacher.path", teacher, executor="ray",
+                      **{"ray.placement": "separate", "ray.cpus_per_worker": 0.5})
+    assert rc == 0
+    for key in ("teacher/kl", "logp/teacher", "teacher/kl/pos_0", "loss"):
+        assert remote[0][key] == local[0][key], key
+    assert local[0]["teacher/kl"] != 0

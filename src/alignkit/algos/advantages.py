@@ -6,7 +6,9 @@ zero on positions where ``mask`` is false, and free of autograd history. Group e
 contiguous) and are vectorised with ``torch.unique(return_inverse=True)`` + ``index_add``.
 
 A registry entry (:class:`Estimator`) says what the rest of a run must provide: a critic (``gae``),
-groups of samples per prompt, one reward per sequence. The run's roles and checks follow from it.
+groups of samples per prompt, one reward per sequence, a teacher (``opd``). The run's roles and checks
+follow from it. A run's advantage is a weighted sum of estimators' advantages (:func:`combine`): one
+estimator for every algorithm, plus the task reward's for on-policy distillation with a reward weight.
 
 **A group of one sample** has nothing to compare with, so its group baseline is the sample itself:
 its group-relative reward is 0. ``grpo``, ``dr_grpo`` and ``rloo`` give it advantage 0 (no
@@ -26,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from alignkit.algos.aggregate import masked_mean
+from alignkit.algos.losses.distill import reverse_kl_advantage
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,6 +39,8 @@ class AdvantageInput:
     mask: ``(batch, seq)`` bool/float, true on the response tokens that act (the MDP's actions).
     group_ids: ``(batch,)`` long, prompt id of each sample (group estimators only).
     values: ``(batch, seq)`` critic values V(s_t) (``gae`` only).
+    logp, teacher_logp: ``(batch, seq)`` log-probs of each sampled token under the policy that sampled
+        it (before the update) and under the teacher (``opd`` only).
     token_rewards: ``(batch, seq)`` per-token shaping (e.g. ``-beta * KL``) added to the sequence
         reward, which sits on the last masked token (token-level estimators only).
     gamma, lam: discount and GAE lambda. eps: added to standard deviations before dividing.
@@ -46,6 +51,8 @@ class AdvantageInput:
     group_ids: Tensor | None = None
     values: Tensor | None = None
     token_rewards: Tensor | None = None
+    logp: Tensor | None = None
+    teacher_logp: Tensor | None = None
     gamma: float = 1.0
     lam: float = 1.0
     eps: float = 1e-6
@@ -54,7 +61,7 @@ class AdvantageInput:
         if self.mask.dim() != 2 or self.rewards.shape != self.mask.shape[:1]:
             shapes = f"{tuple(self.rewards.shape)}, {tuple(self.mask.shape)}"
             raise ValueError(f"need rewards (batch,) and mask (batch, seq); got {shapes}")
-        for name in ("values", "token_rewards"):
+        for name in ("values", "token_rewards", "logp", "teacher_logp"):
             t = getattr(self, name)
             if t is not None and t.shape != self.mask.shape:
                 raise ValueError(f"{name} must be (batch, seq) like mask; got {tuple(t.shape)}")
@@ -251,6 +258,21 @@ def reinforce_pp_baseline(inp: AdvantageInput) -> tuple[Tensor, Tensor]:
     return _reinforce_pp(inp, r - mean)
 
 
+def opd(inp: AdvantageInput) -> tuple[Tensor, Tensor]:
+    """On-policy distillation (GKD with lambda = 1, beta = 1, Agarwal et al. 2024, arXiv:2306.13649; the
+    per-token recipe of Lu et al. 2025, "On-Policy Distillation", Thinking Machines): on the policy's own
+    samples, the advantage of token t is ``-(logp_t - teacher_logp_t)``, minus the single-sample estimate
+    of the reverse KL(policy || teacher) at t (`losses.distill.reverse_kl_advantage`). No discount, no
+    baseline, no normalisation: each token is credited with its own term only. The sequence reward is
+    not read (a task reward is added by :func:`combine`). ``returns`` = ``advantages``."""
+    if inp.logp is None or inp.teacher_logp is None:
+        raise ValueError("advantage estimator 'opd' needs logp and teacher_logp")
+    if inp.token_rewards is not None:
+        raise ValueError("'opd' reads no token_rewards: put the KL to the reference in the loss")
+    adv = reverse_kl_advantage(_float(inp.logp), _float(inp.teacher_logp), _float(inp.mask))
+    return adv, adv
+
+
 @dataclass(frozen=True)
 class Estimator:
     """A registry entry: the estimator and what it needs from the run."""
@@ -259,6 +281,7 @@ class Estimator:
     critic: bool = False  # reads a critic's values: the run has a critic role
     grouped: bool = False  # compares the samples of one prompt: needs group_ids and several samples each
     sequence_reward: bool = False  # sees one reward per sequence: a per-token reward (the KL penalty) is summed into it
+    teacher: bool = False  # reads a teacher's log-probs of the sampled tokens: the run has a teacher role
 
     def __call__(self, inp: AdvantageInput) -> tuple[Tensor, Tensor]:
         return self.fn(inp)
@@ -271,5 +294,18 @@ ADVANTAGE_ESTIMATORS: dict[str, Estimator] = {
     "rloo": Estimator(rloo, grouped=True, sequence_reward=True),
     "reinforce_pp": Estimator(reinforce_pp),
     "reinforce_pp_baseline": Estimator(reinforce_pp_baseline, grouped=True),
+    "opd": Estimator(opd, teacher=True),
 }
 EstimatorName = Literal[tuple(ADVANTAGE_ESTIMATORS)]  # type: ignore[valid-type]  # the registry's keys
+RewardEstimatorName = Literal[tuple(k for k, e in ADVANTAGE_ESTIMATORS.items() if not e.teacher)]  # type: ignore[valid-type]
+"""The estimators of a task reward (every one that reads no teacher)."""
+
+
+def combine(terms: list[tuple[float, Estimator, AdvantageInput]]) -> tuple[Tensor, Tensor]:
+    """The advantage of a run: ``sum_i w_i * A_i`` over its ``(weight, estimator, input)`` terms, all
+    ``(batch, seq)``. ``returns`` are those of the term that reads a critic (its regression targets),
+    else of the first term."""
+    outs = [(w, e, e(inp)) for w, e, inp in terms]
+    adv = sum(w * a for w, _, (a, _) in outs)
+    returns = next((r for _, e, (_, r) in outs if e.critic), outs[0][2][1])
+    return adv, returns

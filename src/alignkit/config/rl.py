@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from alignkit.algos.advantages import EstimatorName
+from alignkit.algos.advantages import ADVANTAGE_ESTIMATORS, EstimatorName, RewardEstimatorName
 from alignkit.algos.aggregate import AggMode
 from alignkit.algos.kl import KLKind
 from alignkit.algos.losses.policy import PolicyLossName
+from alignkit.config.distill import TeacherConfig
 from alignkit.config.env import EnvConfig
 from alignkit.config.reward import RewardConfig
 from alignkit.config.rollout import RolloutConfig
@@ -21,7 +22,7 @@ class AlgoConfig:
     """The algorithm: estimator, losses, KL, and the shaping of rewards and batches."""
 
     advantage: EstimatorName = "grpo"
-    """Advantage estimator: gae (PPO, needs a critic), grpo, dr_grpo, rloo, reinforce_pp (REINFORCE++), reinforce_pp_baseline."""
+    """Advantage estimator: gae (PPO, needs a critic), grpo, dr_grpo, rloo, reinforce_pp (REINFORCE++), reinforce_pp_baseline, opd (on-policy distillation from --teacher.path)."""
     policy_loss: PolicyLossName = "ppo"
     """Policy loss: ppo (clipped surrogate, token ratios) or gspo (sequence-level ratio)."""
     clip_low: float = 0.2
@@ -70,6 +71,20 @@ class AlgoConfig:
     """Penalty at the length limit for overlong shaping."""
     overlong_filter: bool = False
     """DAPO overlong filtering: truncated responses (multi-turn: truncated trajectories) get no loss."""
+    opd_reward_weight: float = 0.0
+    """opd: add this weight times the task reward's advantage under --algo.opd_reward_advantage to the distillation advantage; 0: pure distillation."""
+    opd_reward_advantage: RewardEstimatorName = "grpo"
+    """opd: the estimator of the task reward's advantage (with --algo.opd_reward_weight > 0)."""
+
+    @property
+    def advantage_terms(self) -> tuple[tuple[str, float], ...]:
+        """The estimators whose advantages add up to the run's, with their weights (algos/advantages.py
+        `combine`): --algo.advantage with weight 1, and for an estimator that reads a teacher (opd) the
+        task reward's estimator with --algo.opd_reward_weight when it is not 0. The one place that decides it."""
+        terms = ((self.advantage, 1.0),)
+        if ADVANTAGE_ESTIMATORS[self.advantage].teacher and self.opd_reward_weight:
+            terms += ((self.opd_reward_advantage, self.opd_reward_weight),)
+        return terms
 
     @property
     def kl_placement(self) -> Literal["none", "reward", "loss"]:
@@ -117,6 +132,8 @@ class RLConfig(RunConfig):
     """Reference model for the KL term."""
     critic: CriticConfig = field(default_factory=CriticConfig)
     """Critic (PPO)."""
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    """Teacher of on-policy distillation (loaded only when the estimator reads one: opd)."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Held-out evaluation."""
     env: EnvConfig = field(default_factory=EnvConfig)

@@ -3,8 +3,9 @@
 `roles(cfg)` is the one place that says which roles a run has and how many workers each gets; the
 controller creates exactly these, the executors place them, the planner costs them. What decides a
 role is a fact of a registry entry or of the config, never a comparison of names: a critic exists
-when the advantage estimator reads values, a reference when the KL goes somewhere. A new role (a
-distillation teacher) is a name here and a line in `roles`.
+when an advantage estimator reads values, a reference when the KL goes somewhere, a teacher when an
+estimator reads a teacher's log-probs (on-policy distillation). A new role is a name here and a line in
+`roles`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from alignkit.algos.advantages import ADVANTAGE_ESTIMATORS
 
-ROLE_NAMES = ("policy", "critic", "reference", "reward", "rollout")
+ROLE_NAMES = ("policy", "critic", "reference", "reward", "rollout", "teacher")
 """Every role an online-RL run can have (a plan's and `--ray.bundles`' keys)."""
 
 
@@ -30,6 +31,7 @@ class Role:
 def roles(cfg: Any) -> dict[str, Role]:
     """The roles of the online-RL run configured by `cfg` (an RLConfig), in the order they are built."""
     a, dp = cfg.algo, cfg.policy.num_workers
+    estimators = [ADVANTAGE_ESTIMATORS[name] for name, _ in a.advantage_terms]
     out = {
         "policy": Role(dp, trained=True),
         "rollout": Role(cfg.rollout.num_workers),
@@ -38,8 +40,10 @@ def roles(cfg: Any) -> dict[str, Role]:
         out["reward"] = Role(model=bool(cfg.reward.model_path))
     if a.kl_placement != "none":
         out["reference"] = Role()
-    if ADVANTAGE_ESTIMATORS[a.advantage].critic:
+    if any(e.critic for e in estimators):
         out["critic"] = Role(dp, trained=True)
+    if any(e.teacher for e in estimators):
+        out["teacher"] = Role()  # frozen and forward-only, like the reference
     return out
 
 

@@ -2,6 +2,7 @@
 
     alignkit plan --actor 7b --critic 7b --ref 7b --reward 7b --algo ppo \\
         --devices 8x8 --device h100 --batch 512 --prompt-len 1024 --gen-len 1024 [--output plan.json]
+    alignkit plan --algo grpo --actor 1b --teacher 7b --ref none --reward none     # on-policy distillation
     alignkit plan --calibrate [calibration.json]       # time kernels here, fit efficiency factors
     alignkit plan ... --calibration calibration.json   # plan with them
     alignkit plan --calibrate --report                 # and compare predicted with measured
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--reward", default=None,
                    help="reward model; 'none' (or 'rule') for a rule-based reward; default: actor's size")  # fmt: skip
+    m.add_argument("--teacher", default=None,
+                   help="on-policy distillation teacher (alignkit rl --preset opd): scores the samples' log-probs; "
+                        "default: none")  # fmt: skip
     m.add_argument("--algo", default="ppo", choices=sorted(ALGORITHMS),
                    help="ppo: with a critic; grpo: no critic, group sampling")  # fmt: skip
     c = p.add_argument_group("cluster")
@@ -129,13 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     reward = _optional_model(args.reward, args.actor)
     group = args.group_size if args.group_size is not None else (8 if args.algo == "grpo" else 1)
     workload = Workload(args.batch, args.prompt_len, args.gen_len, group, args.minibatches, args.epochs)
-    graph = build_graph(args.algo, policy, workload, critic=critic, reference=reference, reward=reward)
+    teacher = _optional_model(args.teacher or "none", args.actor)
+    graph = build_graph(args.algo, policy, workload, critic=critic, reference=reference, reward=reward, teacher=teacher)
     cluster = make_cluster(args.devices, args.device or "h100", table)
     eff = load_efficiency(args.calibration) if args.calibration else Efficiency()
     outcome = run_planner(graph, cluster, eff, method=args.search, seed=args.seed, steps=args.steps)
 
     labels = {"policy": args.actor, "critic": args.critic or args.actor, "reference": args.ref or args.actor,
-              "reward": args.reward or args.actor}  # fmt: skip
+              "reward": args.reward or args.actor, "teacher": args.teacher}  # fmt: skip
     sys.stdout.write(render(outcome, labels))
     if args.output:
         plan = plan_to_dict(outcome.problem, outcome.result.choice, outcome.schedule, labels)

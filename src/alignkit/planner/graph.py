@@ -2,7 +2,7 @@
 
 Nodes are calls (``rollout.generate``, ``reward.score``, ``policy.train`` ...). Each call belongs
 to a *role* (the plan's unit of placement: ``rollout``, ``policy``, ``critic``, ``reference``,
-``reward``) and uses the weights of a *model* (``rollout`` uses the policy's weights). Weight
+``reward``, ``teacher``) and uses the weights of a *model* (``rollout`` uses the policy's weights). Weight
 moves between layouts are not nodes here: the simulator adds them, because whether one is needed
 depends on the plan (a call laid out like its model's training layout needs no move).
 
@@ -104,6 +104,8 @@ def _inference_calls(models: dict[str, ModelSpec]) -> list[Call]:
         calls.append(Call("reward.score", "reward", "reward", "inference", gen))
     if "reference" in models:
         calls.append(Call("reference.logprobs", "reference", "reference", "inference", gen))
+    if "teacher" in models:  # on-policy distillation: frozen and forward-only, like the reference
+        calls.append(Call("teacher.logprobs", "teacher", "teacher", "inference", gen))
     calls.append(Call("policy.logprobs", "policy", "policy", "inference", gen))
     if "critic" in models:
         calls.append(Call("critic.values", "critic", "critic", "inference", gen))
@@ -148,8 +150,10 @@ def build_graph(
     critic: ModelSpec | None = None,
     reference: ModelSpec | None = None,
     reward: ModelSpec | None = None,
+    teacher: ModelSpec | None = None,
 ) -> DataflowGraph:
-    """The graph of ``algo``; ``None`` leaves a model out (no KL reference, a rule reward)."""
+    """The graph of ``algo``; ``None`` leaves a model out (no KL reference, a rule reward, no
+    distillation teacher)."""
     if algo not in ALGORITHMS:
         raise ConfigError(f"unknown --algo {algo!r}; valid choices: {sorted(ALGORITHMS)}")
     models: dict[str, ModelSpec] = {"policy": policy}
@@ -159,6 +163,8 @@ def build_graph(
         models["reference"] = reference
     if reward is not None:
         models["reward"] = reward.with_value_head()
+    if teacher is not None:
+        models["teacher"] = teacher
     graph = ALGORITHMS[algo](models, workload)
     graph.validate()
     return graph

@@ -25,6 +25,7 @@ class Experience:
     version: int = 0  # policy version (optimizer updates so far) that generated the rows
     old_logp: torch.Tensor | None = None  # (n, L) trainer log-probs before the update; None: on-policy
     ref_logp: torch.Tensor | None = None  # (n, L) reference log-probs
+    teacher_logp: torch.Tensor | None = None  # (n, L) teacher log-probs (on-policy distillation)
     values: torch.Tensor | None = None  # (n, L) critic values
     advantages: torch.Tensor | None = None  # (n, L)
     returns: torch.Tensor | None = None  # (n, L)

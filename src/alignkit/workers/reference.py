@@ -20,8 +20,12 @@ class ReferenceWorker:
         self.cfg = cfg
         self.device = resolve_device(cfg.train.device)
         self.pad_id = pad_id(load_tokenizer(cfg.model))
-        self.model = load_frozen(cfg.model, cfg.ref, self.device)
+        self.model = self.load(cfg)
         self.temperature = sampling_temperature(cfg)
+
+    def load(self, cfg: RLConfig) -> torch.nn.Module:
+        """The frozen model this role scores with: the starting policy, or --ref.path."""
+        return load_frozen(cfg.model, cfg.ref, self.device)
 
     @dispatch("rows")
     @torch.no_grad()

@@ -15,7 +15,7 @@ def t(rows):
 
 
 def test_registry_names():
-    assert set(ADVANTAGE_ESTIMATORS) == {"gae", "grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline"}
+    assert set(ADVANTAGE_ESTIMATORS) == {"gae", "grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline", "opd"}
 
 
 # ---------------------------------------------------------------- GAE

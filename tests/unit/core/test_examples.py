@@ -59,11 +59,13 @@ LENGTHS = [2, 3, 1, 2, 2, 3]
 MASK = (torch.arange(3)[None, :] < torch.tensor(LENGTHS)[:, None]).float()
 
 
-def batch(ref_shift: float = 0.0) -> Experience:
-    """Old log-probs -1 on every response token; the reference's `ref_shift` above them."""
+def batch(ref_shift: float = 0.0, teacher_shift: torch.Tensor | float = 0.0) -> Experience:
+    """Old log-probs -1 on every response token; the reference's `ref_shift` above them, the teacher's
+    `teacher_shift`."""
     old = -MASK
     return Experience(torch.zeros(6, 3, dtype=torch.long), torch.tensor(LENGTHS), MASK, torch.tensor(GROUPS),
-                      torch.tensor(REWARDS), old, old_logp=old, ref_logp=old + ref_shift * MASK, values=0 * MASK)
+                      torch.tensor(REWARDS), old, old_logp=old, ref_logp=old + ref_shift * MASK, values=0 * MASK,
+                      teacher_logp=old + teacher_shift * MASK)
 
 
 def advantages(preset: str, ref_shift: float = 0.0) -> torch.Tensor:
@@ -110,6 +112,17 @@ def test_batch_whitened_advantages(preset):
 def test_reinforce_pp_baseline_subtracts_the_group_mean_first():
     centred = torch.tensor(_groups(lambda r, g: r - statistics.mean(g)))[:, None] * MASK
     torch.testing.assert_close(advantages("reinforce_pp_baseline"), whiten(centred, MASK).float())
+
+
+def test_opd_gives_each_token_the_teachers_log_ratio():
+    """The teacher 0.1, 0.2, 0.3 nats above the policy at positions 0, 1, 2: those are the advantages, whatever
+    the rewards."""
+    shift = torch.tensor([0.1, 0.2, 0.3]).expand(6, 3)
+    cfg = example("opd")
+    exp = batch(teacher_shift=shift)
+    torch.testing.assert_close(with_advantages(exp, cfg.algo, 0.0).advantages, shift * MASK)
+    torch.testing.assert_close(with_advantages(exp.with_(rewards=-exp.rewards), cfg.algo, 0.0).advantages, shift * MASK)
+    assert "teacher" in roles(cfg) and all("teacher" not in roles(example(p)) for p in presets() if p != "opd")
 
 
 def test_ppo_has_a_critic():

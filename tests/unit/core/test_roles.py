@@ -28,6 +28,7 @@ PRESETS = {
     "reinforce_pp_baseline": ({"reference"}, "loss"),
     "dapo": (set(), "none"),
     "gspo": (set(), "none"),
+    "opd": ({"teacher"}, "none"),
 }
 
 
@@ -52,6 +53,8 @@ def test_roles_of_each_preset(name):
         assert r["critic"] == Role(2, trained=True)  # data parallel like the policy
     if "reference" in r:
         assert r["reference"] == Role(1)
+    if "teacher" in r:
+        assert r["teacher"] == Role(1)  # frozen, forward-only, one worker like the reference
 
 
 def test_the_kl_coefficient_decides_the_reference_and_a_reward_model_needs_a_device():
@@ -67,3 +70,14 @@ def test_choice_fields_list_their_registries():
     assert typing.get_args(typing.get_type_hints(RolloutConfig)["engine"]) == tuple(ENGINES)
     assert typing.get_args(typing.get_type_hints(BackendConfig)["backend"]) == tuple(BACKENDS)
     assert typing.get_args(typing.get_type_hints(DPOConfig)["loss"]) == tuple(LOSSES)
+
+
+def test_the_teacher_is_a_fact_of_the_estimators_a_run_adds_up():
+    # on-policy distillation: a teacher, no reference unless the KL goes somewhere, a critic only when the
+    # task reward's estimator reads values
+    assert set(roles(_preset("opd"))) == BASE | {"teacher"}
+    assert set(roles(_preset("opd", "--algo.kl_coef", "0.05"))) == BASE | {"teacher", "reference"}
+    with_task = _preset("opd", "--algo.opd_reward_weight", "0.5", "--algo.opd_reward_advantage", "gae")
+    assert set(roles(with_task)) == BASE | {"teacher", "critic"}
+    assert "critic" not in roles(_preset("opd", "--algo.opd_reward_advantage", "gae"))  # weight 0: not used
+    assert "teacher" not in roles(_preset("grpo", "--algo.opd_reward_weight", "0.5"))

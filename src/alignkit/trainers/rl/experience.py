@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from alignkit.algos.advantages import ADVANTAGE_ESTIMATORS, AdvantageInput, whiten
+from alignkit.algos.advantages import ADVANTAGE_ESTIMATORS, AdvantageInput, Estimator, combine, whiten
 from alignkit.algos.kl import kl_penalty
 from alignkit.algos.shaping import overlong_penalty
 from alignkit.config.rl import AlgoConfig
@@ -64,25 +64,35 @@ def kl_reward(exp: Experience, algo: AlgoConfig, coef: float) -> torch.Tensor | 
 
 
 def with_advantages(exp: Experience, algo: AlgoConfig, kl_coef: float) -> Experience:
-    estimator = ADVANTAGE_ESTIMATORS[algo.advantage]
-    rewards, token_rewards = exp.rewards, kl_reward(exp, algo, kl_coef)
-    if exp.turn_rewards is not None and not estimator.sequence_reward:  # token-level: credit per turn
+    """The advantages and returns of `exp`: the weighted sum of `algo.advantage_terms` (algos/advantages.py
+    `combine`), then whitened when asked."""
+    token_rewards = kl_reward(exp, algo, kl_coef)
+    terms = [(w, ADVANTAGE_ESTIMATORS[name], _input(exp, algo, ADVANTAGE_ESTIMATORS[name], token_rewards))
+             for name, w in algo.advantage_terms]
+    adv, ret = combine(terms)
+    if algo.whiten_advantages:  # after the returns, which stay the critic's targets
+        adv = whiten(adv, exp.response_mask)
+    return exp.with_(advantages=adv, returns=ret)
+
+
+def _input(exp: Experience, algo: AlgoConfig, estimator: Estimator, token_rewards: torch.Tensor | None) -> AdvantageInput:
+    rewards = exp.rewards
+    if exp.turn_rewards is not None and not (estimator.sequence_reward or estimator.teacher):
+        # multi-turn, an estimator that credits tokens: each turn's reward at its last sampled token
         credit = turn_credit(exp.turn_rewards, exp.response_mask)
         token_rewards = credit if token_rewards is None else token_rewards + credit
     if token_rewards is not None and estimator.sequence_reward:
         # One reward per sequence: the per-token KL penalty is summed into it (RLOO with the KL in the
         # reward, as in Ahmadian et al. 2024).
         rewards, token_rewards = rewards + token_rewards.sum(-1), None
-    inp = AdvantageInput(
+    return AdvantageInput(
         rewards=rewards,
         mask=exp.response_mask,
         group_ids=exp.group_ids,
         values=exp.values,
         token_rewards=token_rewards,
+        logp=exp.old_logp,
+        teacher_logp=exp.teacher_logp,
         gamma=algo.gamma,
         lam=algo.lam,
     )
-    adv, ret = estimator(inp)
-    if algo.whiten_advantages:  # after the returns, which stay the critic's targets
-        adv = whiten(adv, exp.response_mask)
-    return exp.with_(advantages=adv, returns=ret)

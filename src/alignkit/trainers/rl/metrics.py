@@ -8,6 +8,7 @@ import torch
 
 from alignkit.algos.aggregate import masked_mean
 from alignkit.algos.metric import merge_all, values
+from alignkit.trainers.rl.teacher_metrics import teacher_metrics
 from alignkit.workers.experience import Experience
 
 
@@ -32,6 +33,8 @@ def batch_metrics(exp: Experience, rounds: Sequence) -> dict[str, float]:
     m |= values(merge_all(r.metrics for r in rounds))  # multi-turn: the env/ metrics of every round
     if exp.old_logp is not None:
         m |= logprob_mismatch(exp.old_logp, exp.behaviour_logp, exp.response_mask)
+    if exp.teacher_logp is not None:
+        m |= values(teacher_metrics(exp))
     return m
 
 

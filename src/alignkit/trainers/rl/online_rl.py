@@ -1,8 +1,8 @@
 """`alignkit rl`: one controller loop for every online algorithm (PPO, GRPO, Dr.GRPO, RLOO,
-REINFORCE++, DAPO, GSPO). An algorithm is its config (config/rl.py, presets in config/presets/).
+REINFORCE++, DAPO, GSPO, on-policy distillation). An algorithm is its config (config/rl.py, presets in config/presets/).
 
-A step: generate n responses per prompt -> score -> (dynamic sampling) -> policy / reference / critic
-forward passes -> advantages -> PPO epochs of mini-batch updates -> weights to the rollout engine.
+A step: generate n responses per prompt -> score -> (dynamic sampling) -> policy / reference / critic /
+teacher forward passes -> advantages -> PPO epochs of mini-batch updates -> weights to the rollout engine.
 The roles are created through an executor; this loop never knows where they run.
 """
 
@@ -49,6 +49,7 @@ from alignkit.workers.policy import PolicyWorker
 from alignkit.workers.reference import ReferenceWorker
 from alignkit.workers.reward import RewardWorker
 from alignkit.workers.rollout import RolloutWorker
+from alignkit.workers.teacher import TeacherWorker
 from alignkit.workers.trained import RoleState
 
 log = logging.getLogger("alignkit")
@@ -109,6 +110,7 @@ class OnlineRL:
         self.reward = ex.create("reward", RewardWorker, cfg) if "reward" in has else None
         self.ref = ex.create("reference", ReferenceWorker, cfg) if "reference" in has else None
         self.critic = ex.create("critic", CriticWorker, cfg, n_updates) if "critic" in has else None
+        self.teacher = ex.create("teacher", TeacherWorker, cfg) if "teacher" in has else None
         ex.ready()
         if self.episodes:
             self.episodes.attach(self.rollout, self.reward)
@@ -201,11 +203,15 @@ class OnlineRL:
         # Samples of an older policy (async) or of another engine's numerics (vLLM's kernels) are
         # corrected by truncated importance weights, which need pi_old as the trainer computes it.
         off_policy = self.pipeline is not None or ENGINES[self.cfg.rollout.engine].own_logprobs
-        # Multi-turn rows always get them too: the mismatch on tokens sampled across turns is logged.
-        if self.updates_per_step > 1 or a.kl_placement == "reward" or off_policy or self.episodes:
+        # Multi-turn rows always get them too: the mismatch on tokens sampled across turns is logged. A
+        # teacher's advantage compares its log-probs with the policy's, both from the trainer's forward.
+        if (self.updates_per_step > 1 or a.kl_placement == "reward" or off_policy or self.episodes
+                or self.teacher is not None):
             calls["old_logp"] = RoleCall(self.policy, "logprobs", (exp,))
         if self.ref is not None:
             calls["ref_logp"] = RoleCall(self.ref, "logprobs", (exp,))
+        if self.teacher is not None:
+            calls["teacher_logp"] = RoleCall(self.teacher, "logprobs", (exp,))
         if self.critic is not None:
             calls["values"] = RoleCall(self.critic, "values", (exp,))
         exp = exp.with_(**dict(zip(calls, self.executor.run(list(calls.values())), strict=True)))

@@ -10,6 +10,7 @@ from alignkit.envs.factory import validate_env
 from alignkit.errors import ConfigError
 from alignkit.rewards.registry import validate_reward
 from alignkit.rollout.engines import ENGINES
+from alignkit.trainers.rl.validate_teacher import validate_teacher
 
 
 def validate_rl(cfg: RLConfig) -> None:
@@ -47,6 +48,7 @@ def validate_rl(cfg: RLConfig) -> None:
     if not (cfg.reward.function or cfg.reward.rules or cfg.reward.model_path or cfg.reward.urls):
         raise ConfigError("no reward: give --reward.rules, --reward.function, --reward.model_path or --reward.urls")
     validate_reward(cfg.reward)  # names and weights, before any model is loaded
+    validate_teacher(cfg)
 
 
 def validate_workers(cfg: RLConfig) -> None:
