@@ -35,6 +35,8 @@ def _quiet_libraries() -> None:
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    # httpx logs every request at INFO: one line per agent turn (--agent) or reward call (--reward.urls)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _parse(cls, argv: list[str], prog: str):
