@@ -35,6 +35,10 @@ def _quiet_libraries() -> None:
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    # httpx logs every request at INFO: one line per reward-server call (--reward.urls) or, through the
+    # openai client's httpx2, per agent request (--agent)
+    for name in ("httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _parse(cls, argv: list[str], prog: str):

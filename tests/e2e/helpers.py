@@ -6,9 +6,13 @@ import os
 import signal
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from alignkit.cli import main
 from alignkit.data.synth import make_records, write_jsonl
+
+if TYPE_CHECKING:
+    import torch
 
 
 def run_cli(*args: str) -> int:
@@ -102,3 +106,15 @@ def interrupt_on_call(monkeypatch, cls, method: str, n: int) -> None:
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(cls, method, wrapped)
+
+
+def spans(mask_row: torch.Tensor) -> list[tuple[int, int]]:
+    """The [start, end) runs of 1s in a 0/1 row: the model's turns."""
+    out, start = [], None
+    for t, v in enumerate([*mask_row.tolist(), 0]):
+        if v and start is None:
+            start = t
+        elif not v and start is not None:
+            out.append((start, t))
+            start = None
+    return out

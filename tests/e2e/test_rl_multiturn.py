@@ -10,7 +10,7 @@ import re
 
 import pytest
 import torch
-from helpers import run_cli
+from helpers import run_cli, spans
 
 from alignkit.metrics.logger import read_metrics
 
@@ -59,32 +59,6 @@ def env_flags(model, tmp_path, steps=1, records=None, **extra):
     for k, v in extra.items():
         flags += [f"--{k}", v]
     return flags
-
-
-@pytest.fixture
-def captured(monkeypatch):
-    """The Experience of every step, and the level of every importance ratio the policy loss made."""
-    from alignkit.algos.losses import policy
-    from alignkit.trainers.rl.online_rl import OnlineRL
-
-    seen = {"exp": [], "ratio": []}
-    make = OnlineRL.make_experience
-    monkeypatch.setattr(OnlineRL, "make_experience", lambda self, *a: seen["exp"].append(make(self, *a)) or seen["exp"][-1])
-    for level, fn in list(policy.RATIOS.items()):
-        monkeypatch.setitem(policy.RATIOS, level, lambda *a, fn=fn, level=level: seen["ratio"].append(level) or fn(*a))
-    return seen
-
-
-def spans(mask_row: torch.Tensor) -> list[tuple[int, int]]:
-    """The [start, end) runs of 1s in a 0/1 row: the model's turns."""
-    out, start = [], None
-    for t, v in enumerate([*mask_row.tolist(), 0]):
-        if v and start is None:
-            start = t
-        elif not v and start is not None:
-            out.append((start, t))
-            start = None
-    return out
 
 
 def check_rows(exp) -> None:

@@ -18,7 +18,7 @@ class EnvConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for the environment's constructor (--env.class) or gem.make (--env.gem)."""
     tools: list[str] = field(default_factory=list)
-    """Tool functions, each path/to/file.py:name; with no --env.class or --env.gem the model calls them until it answers, and --reward.* scores the answer."""
+    """Tool functions, each path/to/file.py:name (the tool environment): the model calls them until it answers without a call, and --reward.* scores that answer."""
     tool_parser: str = "hermes"
     """How tool calls are read from the model's text: hermes (<tool_call>{json}</tool_call>: Qwen, Hermes) or llama3_json."""
     system_prompt: str = ""

@@ -139,7 +139,7 @@ class RLConfig(RunConfig):
     env: EnvConfig = field(default_factory=EnvConfig)
     """Multi-turn rollouts: the environment, its tools and the limits of a trajectory (docs/agents.md)."""
     agent: str = ""
-    """Agent code as path/to/file.py:run, run(client, record) -> reward, driving the model through an OpenAI-compatible endpoint."""
+    """Agent code, path/to/file.py:run with run(client, record) -> reward (sync or async), driving the model through a local OpenAI-compatible endpoint with the openai client it is given (pip install 'alignkit[agents]')."""
 
     @property
     def multi_turn(self) -> bool:

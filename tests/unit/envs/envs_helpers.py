@@ -1,7 +1,9 @@
-"""Test helpers for envs/: a Qwen3-style chat template and an engine whose samples are scripted."""
+"""Test helpers for envs/: a Qwen3-style chat template, an engine whose samples are scripted, and a
+script that plays Guess the Number."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from alignkit.config.sampling import SamplingParams
@@ -138,3 +140,14 @@ class ScriptedEngine:
             lps = [-(j + 1) / 10 for j in range(len(ids))]
             out.append(Generation(i, ids, lps, reason, self.tokenizer.decode(ids, skip_special_tokens=True)))
         return out
+
+
+def binary_search(prompt: str) -> str:
+    """Guess the Number, played by bisection from the hints in the conversation so far."""
+    low, high = map(int, re.search(r"between (\d+) and (\d+)", prompt).groups())
+    for guess, hint in re.findall(r"you guessed (\d+), and the target number is (higher|lower)", prompt):
+        if hint == "higher":
+            low = max(low, int(guess) + 1)
+        else:
+            high = min(high, int(guess) - 1)
+    return f"My guess: \\boxed{{{(low + high) // 2}}}"

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
-from envs_helpers import ScriptedEngine
+from envs_helpers import ScriptedEngine, binary_search
 
 from alignkit.config.env import EnvConfig
 from alignkit.config.sampling import SamplingParams
@@ -14,17 +12,6 @@ from alignkit.envs.loop import Episode, Limits, run_episodes
 from alignkit.errors import ConfigError
 
 pytest.importorskip("gem", reason="gem-llm is an optional extra: pip install 'alignkit[envs]'")
-
-
-def binary_search(prompt: str) -> str:
-    """Guess the Number, played by bisection from the hints in the conversation so far."""
-    low, high = map(int, re.search(r"between (\d+) and (\d+)", prompt).groups())
-    for guess, hint in re.findall(r"you guessed (\d+), and the target number is (higher|lower)", prompt):
-        if hint == "higher":
-            low = max(low, int(guess) + 1)
-        else:
-            high = min(high, int(guess) - 1)
-    return f"My guess: \\boxed{{{(low + high) // 2}}}"
 
 
 def play(tokenizer, episodes, reply=binary_search):
