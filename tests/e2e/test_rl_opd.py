@@ -93,6 +93,26 @@ def test_student_approaches_the_teacher_longer(tmp_path, tiny_dir, teacher, data
     assert last < 0.5 * first and after > before
 
 
+def test_advantages_match_plain_forwards(tmp_path, tiny_dir, teacher, data, captured):
+    # one step's advantages against log-probs taken by hand from plain Hugging Face forwards at the sampling
+    # temperature: -(log p_student - log p_teacher) of each response token (EOS included) from the logits one
+    # position earlier, 0 on prompt and padding; an offset, a temperature or a row mix-up would all show
+    from transformers import AutoModelForCausalLM
+
+    assert run_cli("rl", *opd_flags(tiny_dir, teacher, data, tmp_path / "one", 1, "--rollout.temperature", 0.7,
+                                    "--train.batch_size", 8, "--rollout.n_samples_per_prompt", 4)) == 0
+    exp = captured["exp"][0]
+    pos = torch.arange(exp.input_ids.shape[1])
+    # every prompt "a+b=" is 4 tokens: the mask is the sampled tokens, up to each row's length, no further
+    assert torch.equal(exp.response_mask.bool(), (pos >= 4) & (pos < exp.lengths[:, None]))
+    student, tutor = (AutoModelForCausalLM.from_pretrained(d).eval() for d in (tiny_dir, teacher))
+    with torch.no_grad():
+        lp_s, lp_t = (torch.log_softmax(m(exp.input_ids).logits / 0.7, -1) for m in (student, tutor))
+    ids, mask = exp.input_ids[:, 1:, None], exp.response_mask[:, 1:]
+    want = -(lp_s[:, :-1].gather(-1, ids) - lp_t[:, :-1].gather(-1, ids))[..., 0] * mask
+    assert (exp.advantages[:, 0] == 0).all() and torch.allclose(exp.advantages[:, 1:], want, atol=1e-4)
+
+
 def test_a_task_reward_adds_to_the_teacher(tmp_path, teacher, data):
     # the teacher distilled into itself: every log-ratio is 0, so the advantages are the task reward's alone,
     # 0 without a weight and 0.5 x grpo's with one (the teacher gets some of its samples right, not all)
