@@ -43,7 +43,7 @@ def kl_estimate(logp: Tensor, ref_logp: Tensor, kind: str = "k3", clamp: float |
 
 # Where the log-ratio is cut before a bounded estimate (as verl does): k3's exp stays finite, so its
 # gradient is never 0 * inf, and every estimate there is beyond a sensible bound (k1 20, k2 200, k3 5e8).
-_LOG_RATIO_LIMIT = 20.0
+LOG_RATIO_LIMIT = 20.0
 
 
 def kl_penalty(logp: Tensor, ref_logp: Tensor, kind: str = "k3", bound: float | None = None) -> Tensor:
@@ -54,7 +54,7 @@ def kl_penalty(logp: Tensor, ref_logp: Tensor, kind: str = "k3", bound: float | 
     is cut at +-20 first (so a bound above 20 acts as 20 for k1). Shapes as :func:`kl_estimate`."""
     if bound is None:
         return kl_estimate(logp, ref_logp, kind)
-    return kl_estimate(logp, ref_logp, kind, clamp=_LOG_RATIO_LIMIT).clamp(-bound, bound)
+    return kl_estimate(logp, ref_logp, kind, clamp=LOG_RATIO_LIMIT).clamp(-bound, bound)
 
 
 @dataclass

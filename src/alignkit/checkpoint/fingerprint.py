@@ -95,10 +95,6 @@ def allowed(spec: str, keys: list[str]) -> set[str]:
     return out
 
 
-def _show(v: Any) -> str:
-    return json.dumps(v)
-
-
 def check_resume(cfg: Any, ckpt: Path, record: dict[str, Any]) -> None:
     """Refuse to resume `cfg` from `ckpt` (whose `run.json` is `record`) when another command wrote it or a
     compared field differs and is not allowed by `cfg.resume_allow`; log each allowed change."""
@@ -117,13 +113,13 @@ def check_resume(cfg: Any, ckpt: Path, record: dict[str, Any]) -> None:
     fixed = [c for c in refused if c[0] in FIXED]
     if fixed:
         k = fixed[0][0]
-        raise ConfigError(f"--resume: {k} cannot change on resume ({_show(fixed[0][1])} -> {_show(fixed[0][2])}): "
+        raise ConfigError(f"--resume: {k} cannot change on resume ({json.dumps(fixed[0][1])} -> {json.dumps(fixed[0][2])}): "
                           f"{FIXED[k]}; start a new --output_dir")
     if refused:
-        lines = "\n".join(f"  {k}: {_show(a)} -> {_show(b)}" for k, a, b in refused)
+        lines = "\n".join(f"  {k}: {json.dumps(a)} -> {json.dumps(b)}" for k, a, b in refused)
         names = ",".join(k for k, _, _ in refused)
         raise ConfigError(f"--resume: {ckpt} was written with other values of fields that change what is trained:\n"
                           f"{lines}\nresume with the checkpoint's values, allow the changes with --resume_allow {names}, "
                           "or start a new --output_dir")
     for k, a, b in changed:
-        log.warning("resuming with %s changed: %s -> %s (allowed by --resume_allow)", k, _show(a), _show(b))
+        log.warning("resuming with %s changed: %s -> %s (allowed by --resume_allow)", k, json.dumps(a), json.dumps(b))

@@ -150,6 +150,3 @@ def check_rl_conflicts(cfg: Any, estimator: Any) -> None:
     if cfg.critic.path and not estimator.critic:
         raise ConfigError(f"--critic.path is set but --algo.advantage {a.advantage} trains no critic "
                           "(only gae does): drop --critic.path, or use --algo.advantage gae")
-    if a.overlong_buffer > r.max_new_tokens:
-        raise ConfigError(f"--algo.overlong_buffer ({a.overlong_buffer}) must be at most "
-                          f"--rollout.max_new_tokens ({r.max_new_tokens})")

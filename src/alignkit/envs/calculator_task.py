@@ -1,10 +1,8 @@
-"""A multi-turn tool task a tiny model learns on a CPU: multiply two 2-digit numbers with a calculator.
-
-A tiny model cannot multiply 2-digit numbers, but it can learn to call the tool and copy its answer.
-The synthetic SFT transcripts call the tool in a share `tool_rate` of the episodes and answer at once
-(with the right product) in the rest; after SFT the model calls the tool about that often and is
-mostly wrong when it does not, so RL on the final answer's exact-match reward (the tool environment,
-envs/tool_env.py, with `--reward.rules exact`) can raise the success rate by calling it always.
+"""A calculator tool task: multiply two 2-digit numbers, with `calc` as the tool. It drives the tool and
+agent tests (examples/agents/calculator.py uses `calc`). It is not a learnable example: after SFT on its
+transcripts the tiny CPU model ignored the prompt (the guess game, envs/guess_task.py, is the one RL
+improves). The SFT transcripts call the tool in a share `tool_rate` of the episodes and answer at once
+in the rest.
 
     records("sft", n)    -> {"messages": [user, assistant <tool_call>, tool, assistant answer]} or
                             {"messages": [user, assistant answer]}

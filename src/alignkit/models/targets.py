@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from alignkit.data.packing import PackedBatch
-from alignkit.models.forward import continuation_starts, model_inputs
+from alignkit.models.forward import model_inputs, predicting_positions
 
 
 @dataclass(frozen=True)
@@ -28,14 +28,9 @@ def targets_of(batch: PackedBatch) -> Targets:
     target, data/packing.py), or, for the first token of a sample that continues a shared prompt, by
     that prompt's last token (as models/forward.py `causal_forward`)."""
     where = (batch.loss_mask.reshape(-1) > 0).nonzero().squeeze(1)
-    predictor = torch.arange(batch.loss_mask.numel(), device=where.device) - 1
-    jumps = continuation_starts(batch)
-    if jumps is not None:
-        first, src = jumps
-        predictor[first] = src
     flat = (batch.input_ids, batch.seg_ids, batch.position_ids)
     ids, seg, pos = (x.reshape(-1)[where] for x in flat)
-    return Targets(ids, seg, pos, predictor[where])
+    return Targets(ids, seg, pos, predicting_positions(batch)[where])
 
 
 def target_logits(model, batch: PackedBatch, width: int) -> torch.Tensor:

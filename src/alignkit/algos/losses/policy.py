@@ -17,13 +17,12 @@ import torch
 from torch import Tensor
 
 from alignkit.algos.aggregate import token_mean
-from alignkit.algos.kl import kl_estimate
+from alignkit.algos.kl import LOG_RATIO_LIMIT, kl_estimate
 from alignkit.algos.metric import Metric, maximum, mean, minimum
 
-# Log-ratios are clamped to this before exp so that it stays finite (as verl does). Such tokens lie
+# Log-ratios are clamped to kl.LOG_RATIO_LIMIT before exp so that it stays finite (as verl does). Such tokens lie
 # far outside any clip range; the clamp only cuts the gradient of A<0 tokens with ratio > e^20,
 # which an unclipped PPO would push with a huge step (dual-clip bounds those properly).
-_MAX_LOG_RATIO = 20.0
 
 
 def tis_weight(old_logp: Tensor, behaviour_logp: Tensor, cap: float) -> Tensor:
@@ -57,7 +56,7 @@ class Ratio:
 def token_ratio(logp: Tensor, old_logp: Tensor, mask: Tensor) -> Ratio:
     """PPO's per-token ratio ``rho_t = exp(logp_t - old_logp_t)`` (Schulman et al. 2017,
     arXiv:1707.06347, eq. 6), the log clamped to +-20 so that it stays finite."""
-    ratio = torch.exp((logp - old_logp).clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO))
+    ratio = torch.exp((logp - old_logp).clamp(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT))
     return Ratio(ratio, ratio.detach(), mask.bool())
 
 
@@ -73,7 +72,7 @@ def sequence_ratio(logp: Tensor, old_logp: Tensor, mask: Tensor) -> Ratio:
     tokens = m.sum(-1)
     seq_log_ratio = torch.where(m, logp.detach() - old_logp, 0.0).sum(-1) / tokens.clamp(min=1)
     # sg[s_i] carries no gradient, so clamping it never blocks one: that flows via logp - sg(logp).
-    seq_part = seq_log_ratio.clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)
+    seq_part = seq_log_ratio.clamp(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT)
     return Ratio(torch.exp(seq_part[:, None] + logp - logp.detach()), torch.exp(seq_part), tokens > 0)
 
 
@@ -137,7 +136,7 @@ def policy_loss(
         metrics = {
             "clip_frac": token_mean((clipped > unclipped).to(dtype), mask),
             "dual_clip_frac": token_mean(is_dual.to(dtype), mask),
-            "approx_kl": token_mean(kl_estimate(old_logp, logp, "k3", clamp=_MAX_LOG_RATIO), mask),
+            "approx_kl": token_mean(kl_estimate(old_logp, logp, "k3", clamp=LOG_RATIO_LIMIT), mask),
         } | ratio_metrics(ratio)
     return loss_tok, metrics
 

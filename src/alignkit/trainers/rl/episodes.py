@@ -79,7 +79,7 @@ class RoleReward:
         self.role = role
 
     def __call__(self, batch: RewardInput) -> RewardOutput:
-        return self.role.score(batch.prompts, batch.responses, batch.labels)
+        return self.role.score(batch.prompts, batch.responses, batch.labels, batch.sources)
 
 
 class EpisodeRollout:

@@ -66,8 +66,6 @@ def validate_workers(cfg: RLConfig) -> None:
     if r.async_:
         if r.max_staleness < 1:
             raise ConfigError(f"--rollout.max_staleness must be at least 1 with --rollout.async, got {r.max_staleness}")
-        if r.tis_cap <= 0:
-            raise ConfigError(f"--rollout.tis_cap must be positive, got {r.tis_cap}")
         if cfg.algo.dynamic_sampling:
             raise ConfigError("--rollout.async does not combine with --algo.dynamic_sampling "
                               "(refilling a batch waits for the current policy)")
@@ -80,7 +78,7 @@ def validate_engine(cfg: RLConfig) -> None:
     """The rollout engine's settings (the engine's own checks: for vLLM also whether it is installed in a
     supported version), before any model is loaded."""
     r, engine = cfg.rollout, ENGINES[cfg.rollout.engine]
-    if engine.own_logprobs and r.tis_cap <= 0:  # (async rollouts: validate_workers)
+    if (engine.own_logprobs or r.async_) and r.tis_cap <= 0:  # the weights of off-policy samples
         raise ConfigError(f"--rollout.tis_cap must be positive, got {r.tis_cap}")
     if engine.check is not None:
         engine.check(cfg)
